@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+#   make            install missing Debian packages, fetch QEMU 10.0, build
+#                   build/qemu/qemu-system-x86_64 with the project's devices
+#   make upstream   QEMU's own ivshmem from the same source -> build/upstream/
+#   make check      build both, run every test, print "N passed, N failed"
+#   make demo       the main job, end to end
+#   make clean      remove build/ (the QEMU source cache and ccache stay)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+.PHONY: all deps qemu upstream check demo clean
+
+deps:
+	@scripts/install-deps.sh
+
+all qemu: deps
+	@scripts/build-qemu.sh ours
+
+upstream: deps
+	@scripts/build-qemu.sh upstream
+
+check: all upstream
+	@scripts/run-tests.py
+
+demo: all
+	@scripts/demo.sh
+
+clean:
+	rm -rf build
