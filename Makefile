@@ -29,3 +29,11 @@ demo: all
 
 clean:
 	rm -rf build
+
+# Each area of the project (guest side, test guest, benchmarks, ...) adds
+# its own targets in mk/<area>.mk.  A target that "make check" needs is
+# appended to CHECK_DEPS there.
+CHECK_DEPS :=
+-include $(wildcard mk/*.mk)
+
+check: $(CHECK_DEPS)

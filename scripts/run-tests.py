@@ -59,14 +59,13 @@ def run_tap(res, name, argv, env, timeout):
             if isinstance(e.stdout, bytes) else (e.stdout or "")
         out += f"\n*** {name}: timed out after {timeout} s\n"
         rc = -1
-    seen = 0
+    failed_before = res.failed
     log = []
     for line in out.splitlines():
         m = TAP_RE.match(line)
         if not m:
             log.append(line)
             continue
-        seen += 1
         status, case, directive = m.groups()
         directive = directive or ""
         if directive.upper().startswith("# SKIP"):
@@ -74,8 +73,7 @@ def run_tap(res, name, argv, env, timeout):
         else:
             res.record(case, status == "ok", detail="\n".join(log))
         log = []
-    if rc != 0 and (seen == 0 or not res.failures or
-                    res.failures[-1] not in out):
+    if rc != 0 and res.failed == failed_before:
         res.record(f"{name} (exit status {rc})", False, detail="\n".join(log))
     print(f"  ({time.monotonic() - start:.1f} s)", flush=True)
 
@@ -132,6 +130,19 @@ def check_style(res):
 
 QTESTS = ["ivsh-plain-test"]
 
+# Further test drivers: every executable in scripts/tests.d/, run in name
+# order.  Each prints TAP ("ok N - name", "not ok N - name",
+# "ok N - name # SKIP reason") and exits non-zero only on failure.
+TESTS_D = os.path.join(TOP, "scripts", "tests.d")
+
+
+def drivers():
+    if not os.path.isdir(TESTS_D):
+        return []
+    return sorted(os.path.join(TESTS_D, f) for f in os.listdir(TESTS_D)
+                  if os.access(os.path.join(TESTS_D, f), os.X_OK) and
+                  not f.endswith("~"))
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -154,6 +165,9 @@ def main():
         if args.path:
             argv += ["-p", args.path]
         run_tap(res, t, argv, env, args.timeout)
+    if not args.path:
+        for d in drivers():
+            run_tap(res, os.path.basename(d), [d], env, args.timeout)
 
     print(f"\nTotal time {time.monotonic() - start:.0f} s")
     if res.failures:
