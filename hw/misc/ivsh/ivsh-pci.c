@@ -60,6 +60,7 @@ static uint64_t ivsh_mmio_read(void *opaque, hwaddr addr, unsigned size)
         case A_INTR_STATUS:
             val = s->intrstatus;
             s->intrstatus = 0;      /* reading clears it */
+            ivsh_update_intx(s);
             break;
         case A_IV_POSITION:
             val = s->vm_id;
@@ -90,9 +91,11 @@ static void ivsh_mmio_write(void *opaque, hwaddr addr, uint64_t val,
     switch (addr) {
     case A_INTR_MASK:
         s->intrmask = val;
+        ivsh_update_intx(s);
         break;
     case A_INTR_STATUS:
         s->intrstatus = val;
+        ivsh_update_intx(s);
         break;
     case A_DOORBELL:
         if (ic->doorbell) {
@@ -131,6 +134,16 @@ static const MemoryRegionOps ivsh_mmio_ops = {
         .unaligned = true,
     },
 };
+
+/* The legacy device's INTx line follows IntrStatus & IntrMask */
+void ivsh_update_intx(IvshState *s)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+
+    if (pdev->config[PCI_INTERRUPT_PIN]) {
+        pci_set_irq(pdev, (s->intrstatus & s->intrmask) != 0);
+    }
+}
 
 bool ivsh_check_shm_size(IvshState *s, const char *what, uint64_t size,
                          Error **errp)
@@ -221,6 +234,8 @@ static void ivsh_reset_hold(Object *obj, ResetType type)
     }
     s->intrstatus = 0;
     s->intrmask = 0;
+    ivsh_update_intx(s);
+    ivsh_interrupts_reset(s);
     trace_ivsh_reset(s->vm_id);
 }
 
