@@ -108,7 +108,7 @@ def link_objects(tree):
 
 def project_c_files():
     out = subprocess.run(["git", "ls-files", "--cached", "--others",
-                          "--exclude-standard", "*.c", "*.h"], cwd=TOP,
+                          "--exclude-standard", "*.c", "*.h", "*.c.inc"], cwd=TOP,
                          stdout=subprocess.PIPE, text=True).stdout
     return [f for f in out.split() if f.split("/")[0] in
             ("hw", "include", "tests", "contrib")]
@@ -128,7 +128,7 @@ def check_style(res):
         res.record(f"checkpatch/{f}", not bad, detail="\n".join(bad))
 
 
-QTESTS = ["ivsh-plain-test"]
+QTESTS = ["ivsh-plain-test", "ivsh-doorbell-test"]
 
 # Further test drivers: every executable in scripts/tests.d/, run in name
 # order.  Each prints TAP ("ok N - name", "not ok N - name",

@@ -38,6 +38,7 @@
 #include "hw/pci/msi.h"
 #include "hw/pci/msix.h"
 #include "system/kvm.h"
+#include "system/runstate.h"
 #include "hw/misc/ivsh.h"
 #include "hw/misc/ivsh-regs.h"
 #include "trace.h"
@@ -410,7 +411,7 @@ static void ivsh_server_chr_event(void *opaque, QEMUChrEvent event)
 {
     IvshState *s = opaque;
 
-    if (event == CHR_EVENT_CLOSED && !s->server_gone) {
+    if (event == CHR_EVENT_CLOSED && !s->server_gone && !s->shutting_down) {
         s->server_gone = true;
         warn_report("%s: the ivshmem server closed the connection; keeping "
                     "the shared memory and %u known peers", ivsh_name(s),
@@ -565,9 +566,18 @@ bool ivsh_interrupts_init(IvshState *s, Error **errp)
     return true;
 }
 
+static void ivsh_shutdown_notify(Notifier *n, void *opaque)
+{
+    IvshState *s = container_of(n, IvshState, shutdown_notifier);
+
+    s->shutting_down = true;
+}
+
 /* Start reading the server's messages after set-up. */
 void ivsh_server_start(IvshState *s)
 {
+    s->shutdown_notifier.notify = ivsh_shutdown_notify;
+    qemu_register_shutdown_notifier(&s->shutdown_notifier);
     qemu_chr_fe_set_handlers(&s->server_chr, ivsh_server_can_receive,
                              ivsh_server_read, ivsh_server_chr_event, NULL,
                              s, NULL, true);
@@ -611,6 +621,10 @@ void ivsh_server_cleanup(IvshState *s)
 
     qemu_chr_fe_set_handlers(&s->server_chr, NULL, NULL, NULL, NULL, NULL,
                              NULL, true);
+    if (s->shutdown_notifier.notify) {
+        notifier_remove(&s->shutdown_notifier);
+        s->shutdown_notifier.notify = NULL;
+    }
     if (s->msi_vectors) {
         ivsh_irqfd_disable(s);
     }

@@ -37,7 +37,10 @@
 /* Peer table values: eventfds received, plus this flag once refused */
 #define PEER_REFUSED 0x80000000u
 
-G_DEFINE_QUARK(ivsh-proto-error-quark, ivsh_proto_error)
+GQuark ivsh_proto_error_quark(void)
+{
+    return g_quark_from_static_string("ivsh-proto-error-quark");
+}
 
 size_t ivsh_reader_feed(IvshReader *r, const void *buf, size_t len,
                         bool *complete, int64_t *msg)

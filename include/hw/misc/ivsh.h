@@ -85,6 +85,8 @@ struct IvshState {
     IvshReader reader;
     bool server_broken;         /* stopped reading from the server */
     bool server_gone;
+    bool shutting_down;         /* QEMU is exiting: not the server's doing */
+    Notifier shutdown_notifier;
     MemoryRegion server_shm;
     bool server_shm_mapped;
     GHashTable *peers;          /* peer ID -> IvshPeer */

@@ -13,11 +13,8 @@
 #include "hw/misc/ivsh-regs.h"
 #include "ivsh-qtest.h"
 
-void ivsh_dev_open(IvshDev *d, QTestState *qts, int devfn)
+static void dev_open(IvshDev *d, int devfn)
 {
-    memset(d, 0, sizeof(*d));
-    d->qts = qts;
-    d->bus = qpci_new_pc(qts, NULL);
     d->dev = qpci_device_find(d->bus, devfn);
     g_assert(d->dev);
     g_assert_cmphex(qpci_config_readw(d->dev, PCI_VENDOR_ID), ==,
@@ -27,10 +24,29 @@ void ivsh_dev_open(IvshDev *d, QTestState *qts, int devfn)
     d->shm = qpci_iomap(d->dev, IVSH_BAR_SHM, &d->shm_size);
 }
 
+void ivsh_dev_open(IvshDev *d, QTestState *qts, int devfn)
+{
+    memset(d, 0, sizeof(*d));
+    d->qts = qts;
+    d->bus = qpci_new_pc(qts, NULL);
+    d->own_bus = true;
+    dev_open(d, devfn);
+}
+
+void ivsh_dev_open_on(IvshDev *d, IvshDev *other, int devfn)
+{
+    memset(d, 0, sizeof(*d));
+    d->qts = other->qts;
+    d->bus = other->bus;
+    dev_open(d, devfn);
+}
+
 void ivsh_dev_close(IvshDev *d)
 {
     g_free(d->dev);
-    qpci_free_pc(d->bus);
+    if (d->own_bus) {
+        qpci_free_pc(d->bus);
+    }
     memset(d, 0, sizeof(*d));
 }
 
@@ -91,7 +107,7 @@ int ivsh_run_qemu(const char *env_var, const char *machine, const char *args,
     g_assert(qemu);
     cmd = g_strdup_printf("printf '%%s' '{\"execute\":\"qmp_capabilities\"}"
                           "{\"execute\":\"quit\"}' | "
-                          "exec %s -M %s -nodefaults -display none -S "
+                          "exec timeout -k 1 10 %s -M %s -nodefaults -display none -S "
                           "-qmp stdio %s", qemu, machine, args);
     argv[2] = cmd;
     g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,

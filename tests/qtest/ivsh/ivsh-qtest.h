@@ -24,10 +24,13 @@ typedef struct IvshDev {
     QPCIBar shm;
     uint64_t regs_size;
     uint64_t shm_size;
+    bool own_bus;
 } IvshDev;
 
 /* Find the device at @devfn on bus 0, enable it and map BAR0 and BAR2. */
 void ivsh_dev_open(IvshDev *d, QTestState *qts, int devfn);
+/* The same for a second device of the VM, on @other's bus */
+void ivsh_dev_open_on(IvshDev *d, IvshDev *other, int devfn);
 void ivsh_dev_close(IvshDev *d);
 uint32_t ivsh_reg_read(IvshDev *d, uint64_t reg);
 void ivsh_reg_write(IvshDev *d, uint64_t reg, uint32_t val);

@@ -1,0 +1,676 @@
+/*
+ * ivshmem server protocol v0: the server side
+ *
+ * See include/hw/misc/ivsh-proto-server.h.  Plain C and GLib, built
+ * outside QEMU for the server, the unit tests and the fuzzer.
+ *
+ * Invariant behind the fan-out: while peers X and Y are both in the
+ * table, Y's queue received all of X's eventfd messages exactly once
+ * (in Y's set-up, or when X joined).  So when X leaves, withdrawing X's
+ * unsent messages from Y's queue tells whether Y ever saw X: if all of
+ * them were still queued, Y never heard of X and is not told it left.
+ *
+ * Copyright (c) 2026 The ivsh authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include "hw/misc/ivsh-regs.h"
+#include "hw/misc/ivsh-proto-server.h"
+
+#define NR_IDS (IVSH_MAX_PEER_ID + 1)
+
+/* A reference-counted set of fds: a peer's eventfds, or the shm */
+typedef struct IvshFdSet {
+    unsigned refs;
+    bool borrowed;              /* not ours to close */
+    uint32_t n;
+    int fd[];
+} IvshFdSet;
+
+/* A queued message; @set holds a reference while it is queued */
+typedef struct IvshQEntry {
+    int64_t msg;
+    IvshFdSet *set;
+    uint32_t idx;
+} IvshQEntry;
+
+struct IvshServerPeer {
+    IvshServer *server;
+    uint16_t id;
+    int sock;
+    bool alive;                 /* in the table */
+    bool doomed;                /* to be removed (reason in @why) */
+    bool dirty;                 /* on the flush list */
+    bool throttled;             /* on the retry list */
+    bool watching;              /* want_write(true) was called */
+    IvshServerDrop why;
+    IvshFdSet *fds;             /* our eventfds */
+    IvshQEntry *q;              /* ring buffer of queued messages */
+    size_t qcap, qhead, qlen;
+    unsigned sent;              /* bytes of the head message sent */
+    void *data;
+};
+
+struct IvshServer {
+    uint32_t vectors;
+    uint32_t max_peers;
+    uint32_t max_queue;
+    IvshServerOps ops;
+    void *opaque;
+    IvshFdSet *shm;
+    IvshServerPeer **by_id;     /* NR_IDS entries */
+    unsigned nr_peers;
+    unsigned hint;              /* every ID below is taken */
+    unsigned top;               /* every ID from here on is free */
+    size_t queued;
+    bool shutting_down;
+    bool settling;
+    GQueue doomed, dirty, throttled, zombies;
+};
+
+static ssize_t default_send(void *opaque, int sock, const void *buf,
+                            size_t len, int fd)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    ssize_t n;
+
+    if (fd >= 0) {
+        struct cmsghdr *cmsg;
+
+        memset(&control, 0, sizeof(control));
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof(control.buf);
+        cmsg = CMSG_FIRSTHDR(&mh);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    }
+    do {
+        n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static int default_new_eventfd(void *opaque)
+{
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+    return fd < 0 ? -errno : fd;
+}
+
+static void no_want_write(void *opaque, IvshServerPeer *peer, bool on)
+{
+}
+
+static void no_removed(void *opaque, IvshServerPeer *peer,
+                       IvshServerDrop why)
+{
+}
+
+static IvshFdSet *fdset_new(uint32_t n)
+{
+    IvshFdSet *set = g_malloc0(sizeof(*set) + n * sizeof(int));
+    uint32_t i;
+
+    set->refs = 1;
+    set->n = n;
+    for (i = 0; i < n; i++) {
+        set->fd[i] = -1;
+    }
+    return set;
+}
+
+static void fdset_unref(IvshFdSet *set)
+{
+    uint32_t i;
+
+    g_assert(set->refs > 0);
+    if (--set->refs) {
+        return;
+    }
+    if (!set->borrowed) {
+        for (i = 0; i < set->n; i++) {
+            if (set->fd[i] >= 0) {
+                close(set->fd[i]);
+            }
+        }
+    }
+    g_free(set);
+}
+
+IvshServer *ivsh_server_new(const IvshServerConfig *cfg)
+{
+    IvshServer *s = g_new0(IvshServer, 1);
+
+    g_assert(cfg->vectors >= 1 && cfg->vectors <= IVSH_MAX_VECTORS);
+    s->vectors = cfg->vectors;
+    s->max_peers = cfg->max_peers && cfg->max_peers < NR_IDS ?
+                   cfg->max_peers : NR_IDS;
+    s->max_queue = cfg->max_queue;
+    if (cfg->ops) {
+        s->ops = *cfg->ops;
+    }
+    if (!s->ops.send) {
+        s->ops.send = default_send;
+    }
+    if (!s->ops.new_eventfd) {
+        s->ops.new_eventfd = default_new_eventfd;
+    }
+    if (!s->ops.want_write) {
+        s->ops.want_write = no_want_write;
+    }
+    if (!s->ops.removed) {
+        s->ops.removed = no_removed;
+    }
+    s->opaque = cfg->opaque;
+    s->shm = fdset_new(1);
+    s->shm->borrowed = true;
+    s->shm->fd[0] = cfg->shm_fd;
+    s->by_id = g_new0(IvshServerPeer *, NR_IDS);
+    g_queue_init(&s->doomed);
+    g_queue_init(&s->dirty);
+    g_queue_init(&s->throttled);
+    g_queue_init(&s->zombies);
+    return s;
+}
+
+/* Largest backlog a peer may have: a full set-up plus max_queue */
+static size_t queue_limit(const IvshServer *s)
+{
+    return (size_t)s->max_queue + 3 + (size_t)s->nr_peers * s->vectors;
+}
+
+static void doom(IvshServer *s, IvshServerPeer *p, IvshServerDrop why)
+{
+    if (p->alive && !p->doomed) {
+        p->doomed = true;
+        p->why = why;
+        g_queue_push_tail(&s->doomed, p);
+    }
+}
+
+static void set_watch(IvshServer *s, IvshServerPeer *p, bool on)
+{
+    if (p->watching != on) {
+        p->watching = on;
+        s->ops.want_write(s->opaque, p, on);
+    }
+}
+
+static IvshQEntry *qentry(IvshServerPeer *p, size_t i)
+{
+    return &p->q[(p->qhead + i) % p->qcap];
+}
+
+static void enqueue(IvshServer *s, IvshServerPeer *p, int64_t msg,
+                    IvshFdSet *set, uint32_t idx)
+{
+    IvshQEntry *e;
+
+    if (!p->alive || p->doomed) {
+        return;
+    }
+    if (p->qlen >= queue_limit(s)) {
+        doom(s, p, IVSH_SERVER_OVERFLOW);
+        return;
+    }
+    if (p->qlen == p->qcap) {
+        size_t cap = MAX(16, p->qcap * 2), i;
+        IvshQEntry *q = g_new(IvshQEntry, cap);
+
+        for (i = 0; i < p->qlen; i++) {
+            q[i] = *qentry(p, i);
+        }
+        g_free(p->q);
+        p->q = q;
+        p->qcap = cap;
+        p->qhead = 0;
+    }
+    e = qentry(p, p->qlen);
+    e->msg = msg;
+    e->set = set;
+    e->idx = idx;
+    if (set) {
+        set->refs++;
+    }
+    p->qlen++;
+    s->queued++;
+    if (!p->dirty) {
+        p->dirty = true;
+        g_queue_push_tail(&s->dirty, p);
+    }
+}
+
+static void queue_pop(IvshServer *s, IvshServerPeer *p)
+{
+    IvshQEntry *e = qentry(p, 0);
+
+    if (e->set) {
+        fdset_unref(e->set);
+    }
+    p->qhead = (p->qhead + 1) % p->qcap;
+    p->qlen--;
+    p->sent = 0;
+    s->queued--;
+    if (!p->qlen && p->qcap > 1024) {
+        /* Give back the memory of a big set-up */
+        g_free(p->q);
+        p->q = NULL;
+        p->qcap = 0;
+        p->qhead = 0;
+    }
+}
+
+static void queue_clear(IvshServer *s, IvshServerPeer *p)
+{
+    while (p->qlen) {
+        queue_pop(s, p);
+    }
+    g_free(p->q);
+    p->q = NULL;
+    p->qcap = 0;
+}
+
+/*
+ * Withdraw @p's unsent messages that carry an fd of @set (a message
+ * partly sent stays).  Returns how many were withdrawn.
+ */
+static uint32_t withdraw(IvshServer *s, IvshServerPeer *p, IvshFdSet *set)
+{
+    size_t i, out = 0;
+    uint32_t removed = 0;
+
+    for (i = 0; i < p->qlen; i++) {
+        IvshQEntry e = *qentry(p, i);
+
+        if (e.set == set && !(i == 0 && p->sent)) {
+            fdset_unref(e.set);
+            removed++;
+            continue;
+        }
+        *qentry(p, out) = e;
+        out++;
+    }
+    p->qlen = out;
+    s->queued -= removed;
+    return removed;
+}
+
+/* Tell @p that @gone left, unless @p never heard of it */
+static void announce_leave(IvshServer *s, IvshServerPeer *p,
+                           IvshServerPeer *gone)
+{
+    if (withdraw(s, p, gone->fds) < gone->fds->n) {
+        enqueue(s, p, gone->id, NULL, 0);
+    }
+}
+
+static void flush(IvshServer *s, IvshServerPeer *p)
+{
+    uint8_t buf[IVSH_MSG_SIZE];
+    IvshQEntry *e;
+    ssize_t n;
+    int fd;
+
+    while (p->qlen) {
+        e = qentry(p, 0);
+        ivsh_msg_encode(e->msg, buf);
+        fd = !p->sent && e->set ? e->set->fd[e->idx] : -1;
+        n = s->ops.send(s->opaque, p->sock, buf + p->sent,
+                        sizeof(buf) - p->sent, fd);
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            set_watch(s, p, true);
+            return;
+        }
+        if (n == -ETOOMANYREFS) {
+            if (!p->throttled) {
+                p->throttled = true;
+                g_queue_push_tail(&s->throttled, p);
+            }
+            return;
+        }
+        if (n <= 0) {
+            doom(s, p, IVSH_SERVER_SEND_ERROR);
+            return;
+        }
+        p->sent += MIN((size_t)n, sizeof(buf) - p->sent);
+        if (p->sent == sizeof(buf)) {
+            queue_pop(s, p);
+        }
+    }
+    set_watch(s, p, false);
+}
+
+static void remove_peer(IvshServer *s, IvshServerPeer *p, IvshServerDrop why)
+{
+    IvshServerPeer *q;
+    unsigned id;
+
+    if (!p->alive) {
+        return;
+    }
+    p->alive = false;
+    p->why = why;
+    s->by_id[p->id] = NULL;
+    s->nr_peers--;
+    s->hint = MIN(s->hint, p->id);
+    while (s->top && !s->by_id[s->top - 1]) {
+        s->top--;
+    }
+    if (!s->shutting_down) {
+        for (id = 0; id < s->top; id++) {
+            q = s->by_id[id];
+            if (q) {
+                announce_leave(s, q, p);
+            }
+        }
+    }
+    s->ops.removed(s->opaque, p, why);
+    close(p->sock);
+    p->sock = -1;
+    queue_clear(s, p);
+    fdset_unref(p->fds);
+    p->fds = NULL;
+    if (p->throttled) {
+        g_queue_remove(&s->throttled, p);
+        p->throttled = false;
+    }
+    g_queue_push_tail(&s->zombies, p);
+}
+
+/* Remove doomed peers and flush dirty ones until nothing is left to do */
+static void settle(IvshServer *s)
+{
+    IvshServerPeer *p;
+
+    if (s->settling) {
+        return;
+    }
+    s->settling = true;
+    for (;;) {
+        p = g_queue_pop_head(&s->doomed);
+        if (p) {
+            remove_peer(s, p, p->why);
+            continue;
+        }
+        p = g_queue_pop_head(&s->dirty);
+        if (p) {
+            p->dirty = false;
+            if (p->alive && !p->doomed && !p->throttled) {
+                flush(s, p);
+            }
+            continue;
+        }
+        break;
+    }
+    s->settling = false;
+}
+
+IvshServerPeer *ivsh_server_add_peer(IvshServer *s, int sock, GError **errp)
+{
+    IvshServerPeer *p, *q;
+    IvshFdSet *fds;
+    unsigned id;
+    uint32_t v;
+    int fd, fl;
+
+    if (s->shutting_down) {
+        g_set_error(errp, IVSH_PROTO_ERROR, ESHUTDOWN,
+                    "the server is shutting down");
+        close(sock);
+        return NULL;
+    }
+    if (s->nr_peers >= s->max_peers) {
+        g_set_error(errp, IVSH_PROTO_ERROR, EUSERS,
+                    "the limit of %u peers is reached", s->max_peers);
+        close(sock);
+        return NULL;
+    }
+    fds = fdset_new(s->vectors);
+    for (v = 0; v < s->vectors; v++) {
+        fd = s->ops.new_eventfd(s->opaque);
+        if (fd < 0) {
+            g_set_error(errp, IVSH_PROTO_ERROR, -fd,
+                        "cannot create eventfds: %s", g_strerror(-fd));
+            fdset_unref(fds);
+            close(sock);
+            return NULL;
+        }
+        fds->fd[v] = fd;
+    }
+    fl = fcntl(sock, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) {
+        fcntl(sock, F_SETFL, fl | O_NONBLOCK);
+    }
+
+    for (id = s->hint; s->by_id[id]; id++) {
+        /* IDs below s->hint are taken, and one at least is free */
+    }
+    s->hint = id + 1;
+    s->top = MAX(s->top, id + 1);
+
+    p = g_new0(IvshServerPeer, 1);
+    p->server = s;
+    p->id = id;
+    p->sock = sock;
+    p->alive = true;
+    p->fds = fds;
+    s->by_id[id] = p;
+    s->nr_peers++;
+
+    enqueue(s, p, IVSH_PROTOCOL_VERSION, NULL, 0);
+    enqueue(s, p, id, NULL, 0);
+    enqueue(s, p, IVSH_MSG_SHM, s->shm, 0);
+    for (id = 0; id < s->top; id++) {
+        q = s->by_id[id];
+        if (q && q != p) {
+            for (v = 0; v < s->vectors; v++) {
+                enqueue(s, p, q->id, q->fds, v);
+            }
+        }
+    }
+    for (v = 0; v < s->vectors; v++) {
+        enqueue(s, p, p->id, p->fds, v);
+    }
+    for (id = 0; id < s->top; id++) {
+        q = s->by_id[id];
+        if (q && q != p) {
+            for (v = 0; v < s->vectors; v++) {
+                enqueue(s, q, p->id, p->fds, v);
+            }
+        }
+    }
+    settle(s);
+    return p;
+}
+
+void ivsh_server_drop_peer(IvshServer *s, IvshServerPeer *p,
+                           IvshServerDrop why)
+{
+    remove_peer(s, p, why);
+    settle(s);
+}
+
+void ivsh_server_flush_peer(IvshServer *s, IvshServerPeer *p)
+{
+    if (p->alive && !p->doomed && !p->throttled) {
+        flush(s, p);
+    }
+    settle(s);
+}
+
+bool ivsh_server_throttled(const IvshServer *s)
+{
+    return s->throttled.length > 0;
+}
+
+void ivsh_server_retry(IvshServer *s)
+{
+    IvshServerPeer *p;
+
+    while ((p = g_queue_pop_head(&s->throttled))) {
+        p->throttled = false;
+        if (p->alive && !p->doomed) {
+            flush(s, p);
+        }
+    }
+    settle(s);
+}
+
+void ivsh_server_announce_shutdown(IvshServer *s)
+{
+    IvshServerPeer *p, *q;
+    unsigned i, j;
+
+    if (s->shutting_down) {
+        return;
+    }
+    for (i = 0; i < s->top; i++) {
+        p = s->by_id[i];
+        if (!p) {
+            continue;
+        }
+        for (j = 0; j < s->top; j++) {
+            q = s->by_id[j];
+            if (q && q != p) {
+                announce_leave(s, p, q);
+            }
+        }
+    }
+    s->shutting_down = true;
+    settle(s);
+}
+
+void ivsh_server_collect(IvshServer *s)
+{
+    IvshServerPeer *p;
+
+    g_assert(!s->settling);
+    while ((p = g_queue_pop_head(&s->zombies))) {
+        g_assert(!p->dirty && !p->throttled);
+        g_free(p);
+    }
+}
+
+void ivsh_server_free(IvshServer *s)
+{
+    IvshServerPeer *p;
+    unsigned id;
+
+    if (!s) {
+        return;
+    }
+    s->shutting_down = true;
+    for (id = 0; id < s->top; id++) {
+        if (s->by_id[id]) {
+            remove_peer(s, s->by_id[id], IVSH_SERVER_SHUTDOWN);
+        }
+    }
+    while ((p = g_queue_pop_head(&s->dirty))) {
+        p->dirty = false;
+    }
+    g_queue_clear(&s->doomed);
+    ivsh_server_collect(s);
+    fdset_unref(s->shm);
+    g_free(s->by_id);
+    g_free(s);
+}
+
+unsigned ivsh_server_nr_peers(const IvshServer *s)
+{
+    return s->nr_peers;
+}
+
+uint32_t ivsh_server_vectors(const IvshServer *s)
+{
+    return s->vectors;
+}
+
+size_t ivsh_server_queued(const IvshServer *s)
+{
+    return s->queued;
+}
+
+IvshServerPeer *ivsh_server_lookup(const IvshServer *s, unsigned id)
+{
+    return id < NR_IDS ? s->by_id[id] : NULL;
+}
+
+IvshServerPeer *ivsh_server_next_peer(const IvshServer *s,
+                                      const IvshServerPeer *prev)
+{
+    unsigned id;
+
+    for (id = prev ? prev->id + 1 : 0; id < s->top; id++) {
+        if (s->by_id[id]) {
+            return s->by_id[id];
+        }
+    }
+    return NULL;
+}
+
+uint16_t ivsh_server_peer_id(const IvshServerPeer *p)
+{
+    return p->id;
+}
+
+int ivsh_server_peer_sock(const IvshServerPeer *p)
+{
+    return p->sock;
+}
+
+int ivsh_server_peer_eventfd(const IvshServerPeer *p, uint32_t vector)
+{
+    return p->fds && vector < p->fds->n ? p->fds->fd[vector] : -1;
+}
+
+size_t ivsh_server_peer_queued(const IvshServerPeer *p)
+{
+    return p->qlen;
+}
+
+bool ivsh_server_peer_alive(const IvshServerPeer *p)
+{
+    return p->alive;
+}
+
+void *ivsh_server_peer_data(const IvshServerPeer *p)
+{
+    return p->data;
+}
+
+void ivsh_server_peer_set_data(IvshServerPeer *p, void *data)
+{
+    p->data = data;
+}
+
+const char *ivsh_server_drop_str(IvshServerDrop why)
+{
+    switch (why) {
+    case IVSH_SERVER_LEFT:
+        return "left";
+    case IVSH_SERVER_VIOLATION:
+        return "sent data (protocol violation)";
+    case IVSH_SERVER_SEND_ERROR:
+        return "vanished (send failed)";
+    case IVSH_SERVER_OVERFLOW:
+        return "did not keep up (send queue full)";
+    case IVSH_SERVER_SHUTDOWN:
+        return "server shutdown";
+    }
+    return "unknown";
+}

@@ -1,0 +1,656 @@
+/*
+ * qtests for ivshmem-doorbell
+ *
+ * An in-test ivshmem server (ivsh-tserver.c) serves one to three VMs and
+ * the test process itself, as a "host peer".  Interrupts are observed
+ * the libqos way: each MSI-X entry points at a word of guest RAM, and
+ * the message data appears there when the vector fires.
+ *
+ * Copyright (c) 2026 The ivsh authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include "qobject/qdict.h"
+#include "hw/pci/pci_regs.h"
+#include "hw/misc/ivsh-regs.h"
+#include "hw/misc/ivsh-proto.h"
+#include "ivsh-qtest.h"
+#include "ivsh-tserver.h"
+
+#define SHM_SIZE (1 * 1024 * 1024)
+#define DEVFN QPCI_DEVFN(4, 0)
+#define MSI_BASE 0x200000ULL
+#define MSI_DATA(v) (0x4000 + (v))
+#define WAIT_MS 5000
+
+typedef struct Vm {
+    QTestState *qts;
+    IvshDev d;
+    int id;
+    unsigned vectors;
+} Vm;
+
+typedef struct Env {
+    char *dir;
+    char *sock;
+    IvshTServer *ts;
+} Env;
+
+static void env_init(Env *e, unsigned vectors)
+{
+    e->dir = ivsh_tmpdir_new();
+    e->sock = g_build_filename(e->dir, "server.sock", NULL);
+    e->ts = ivsh_tserver_new(e->sock, SHM_SIZE, vectors);
+}
+
+static void env_free(Env *e)
+{
+    ivsh_tserver_free(e->ts);
+    g_free(e->sock);
+    ivsh_tmpdir_free(e->dir);
+}
+
+static void vm_msix_entry(Vm *vm, unsigned v, bool masked)
+{
+    QPCIDevice *dev = vm->d.dev;
+    uint64_t off = dev->msix_table_off + v * PCI_MSIX_ENTRY_SIZE;
+
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_LOWER_ADDR,
+                   MSI_BASE + 4 * v);
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_UPPER_ADDR,
+                   0);
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_DATA,
+                   MSI_DATA(v));
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_VECTOR_CTRL,
+                   masked ? PCI_MSIX_ENTRY_CTRL_MASKBIT : 0);
+}
+
+static void vm_open(Vm *vm, QTestState *qts, unsigned vectors)
+{
+    unsigned v;
+
+    vm->qts = qts;
+    vm->vectors = vectors;
+    ivsh_dev_open(&vm->d, qts, DEVFN);
+    vm->id = ivsh_reg_read(&vm->d, IVSH_REG_IV_POSITION);
+    qpci_msix_enable(vm->d.dev);
+    for (v = 0; v < vectors; v++) {
+        qtest_writel(qts, MSI_BASE + 4 * v, 0);
+        vm_msix_entry(vm, v, false);
+    }
+}
+
+static Vm *vm_start(Env *e, unsigned vectors, const char *opts,
+                    const char *extra)
+{
+    Vm *vm = g_new0(Vm, 1);
+    QTestState *qts;
+
+    qts = qtest_initf("-M pc -chardev socket,id=srv,path=%s -device "
+                      "ivshmem-doorbell,chardev=srv,vectors=%u,addr=04.0%s%s"
+                      " %s", e->sock, vectors, opts ? "," : "",
+                      opts ? opts : "", extra ? extra : "");
+    vm_open(vm, qts, vectors);
+    return vm;
+}
+
+static void vm_free(Vm *vm)
+{
+    ivsh_dev_close(&vm->d);
+    qtest_quit(vm->qts);
+    g_free(vm);
+}
+
+static void vm_ring(Vm *vm, unsigned peer, unsigned vector)
+{
+    ivsh_reg_write(&vm->d, IVSH_REG_DOORBELL, IVSH_DOORBELL(peer, vector));
+}
+
+/* Wait until vector @v fires, then re-arm it; false on timeout */
+static bool vm_wait_msi(Vm *vm, unsigned v)
+{
+    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+    do {
+        if (qtest_readl(vm->qts, MSI_BASE + 4 * v) == MSI_DATA(v)) {
+            qtest_writel(vm->qts, MSI_BASE + 4 * v, 0);
+            return true;
+        }
+    } while (g_get_monotonic_time() < end);
+    return false;
+}
+
+/* Wait until vector @v is pending in the PBA; false on timeout */
+static bool vm_wait_pending(Vm *vm, unsigned v)
+{
+    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+    do {
+        if (qpci_msix_pending(vm->d.dev, v)) {
+            return true;
+        }
+    } while (g_get_monotonic_time() < end);
+    return false;
+}
+
+/* True if vector @v fired (no waiting) */
+static bool vm_msi_seen(Vm *vm, unsigned v)
+{
+    return qtest_readl(vm->qts, MSI_BASE + 4 * v) == MSI_DATA(v);
+}
+
+/*
+ * Ring host peer @host from @vm until it sees it: the device learns of a
+ * new peer asynchronously, and this is how a test waits for that.  The
+ * last vector arrives last, so once it works all of them do.
+ */
+static bool vm_sync_host_peer(Env *e, Vm *vm, int host)
+{
+    unsigned v = vm->vectors - 1;
+    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+    do {
+        vm_ring(vm, host, v);
+        if (ivsh_tserver_wait_rung(e->ts, host, v, 10)) {
+            return true;
+        }
+    } while (g_get_monotonic_time() < end);
+    return false;
+}
+
+/* Count QEMU's open fds; list them in the test log */
+static unsigned count_fds(QTestState *qts)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/fd", qtest_pid(qts));
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    g_autoptr(GString) list = g_string_new("");
+    const char *name;
+    unsigned n = 0;
+
+    g_assert(dir);
+    while ((name = g_dir_read_name(dir))) {
+        g_autofree char *fd = g_build_filename(path, name, NULL);
+        g_autofree char *target = g_file_read_link(fd, NULL);
+
+        g_string_append_printf(list, " %s=%s", name, target);
+        n++;
+    }
+    g_test_message("QEMU fds:%s", list->str);
+    return n;
+}
+
+static void wait_fds(QTestState *qts, unsigned want)
+{
+    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+    while (count_fds(qts) != want && g_get_monotonic_time() < end) {
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(count_fds(qts), ==, want);
+}
+
+static void test_ids(void)
+{
+    Env e;
+    Vm *vm0, *vm1;
+    uint8_t cap;
+
+    env_init(&e, 4);
+    vm0 = vm_start(&e, 4, NULL, NULL);
+    vm1 = vm_start(&e, 4, NULL, NULL);
+
+    g_assert_cmpint(vm0->id, ==, 0);
+    g_assert_cmpint(vm1->id, ==, 1);
+    g_assert_cmphex(qpci_config_readb(vm0->d.dev, PCI_REVISION_ID), ==,
+                    IVSH_PCI_REVISION);
+    g_assert_cmphex(qpci_config_readw(vm0->d.dev, PCI_CLASS_DEVICE), ==,
+                    IVSH_PCI_CLASS);
+    g_assert_cmphex(qpci_config_readb(vm0->d.dev, PCI_INTERRUPT_PIN), ==, 0);
+    cap = qpci_find_capability(vm0->d.dev, PCI_CAP_ID_MSIX, 0);
+    g_assert_cmphex(cap, !=, 0);
+    g_assert_cmpuint(qpci_msix_table_size(vm0->d.dev), ==, 4);
+    g_assert_cmphex(qpci_config_readl(vm0->d.dev, cap + PCI_MSIX_TABLE) &
+                    PCI_MSIX_FLAGS_BIRMASK, ==, IVSH_BAR_MSIX);
+    g_assert_cmpuint(vm0->d.regs_size, ==, IVSH_REGS_SIZE);
+    g_assert_cmpuint(vm0->d.shm_size, ==, SHM_SIZE);
+
+    /* The server's memory is BAR2 of both */
+    qpci_io_writel(vm0->d.dev, vm0->d.shm, 64, 0x0badcafe);
+    g_assert_cmphex(qpci_io_readl(vm1->d.dev, vm1->d.shm, 64), ==,
+                    0x0badcafe);
+    g_assert_cmphex(((uint32_t *)ivsh_tserver_shm(e.ts))[16], ==, 0x0badcafe);
+
+    vm_free(vm0);
+    vm_free(vm1);
+    env_free(&e);
+}
+
+static void do_host_vm(const char *opts)
+{
+    Env e;
+    Vm *vm;
+    int host;
+    unsigned v;
+
+    env_init(&e, 4);
+    vm = vm_start(&e, 4, opts, NULL);
+    host = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_true(vm_sync_host_peer(&e, vm, host));
+
+    for (v = 0; v < 4; v++) {
+        /* host -> VM */
+        ivsh_tserver_ring(e.ts, vm->id, v);
+        g_assert_true(vm_wait_msi(vm, v));
+        /* VM -> host */
+        vm_ring(vm, host, v);
+        g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, host, v, WAIT_MS), ==,
+                         1);
+    }
+    /* A vector or peer that does not exist is ignored */
+    vm_ring(vm, host, 4);
+    vm_ring(vm, host + 7, 0);
+    g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, host, 0, 0), ==, 0);
+
+    vm_free(vm);
+    env_free(&e);
+}
+
+static void test_host_vm(void)
+{
+    do_host_vm(NULL);
+}
+
+static void test_host_vm_no_ioeventfd(void)
+{
+    do_host_vm("ioeventfd=off");
+}
+
+/* Vector numbers above 255 reach the right vector (QEMU's own: & 0xff) */
+static void test_vector_16bit(void)
+{
+    Env e;
+    Vm *vm;
+    int host;
+
+    env_init(&e, 300);
+    vm = vm_start(&e, 300, "ioeventfd=off", NULL);
+    host = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_true(vm_sync_host_peer(&e, vm, host));
+
+    vm_ring(vm, host, 257);
+    g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, host, 257, WAIT_MS), ==, 1);
+    g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, host, 1, 0), ==, 0);
+    ivsh_tserver_ring(e.ts, vm->id, 299);
+    g_assert_true(vm_wait_msi(vm, 299));
+
+    vm_free(vm);
+    env_free(&e);
+}
+
+static void do_vms(unsigned n, unsigned vectors, const char *opts)
+{
+    Env e;
+    Vm *vm[3];
+    unsigned i, j, v;
+
+    env_init(&e, vectors);
+    for (i = 0; i < n; i++) {
+        vm[i] = vm_start(&e, vectors, opts, NULL);
+    }
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < n; j++) {
+            if (i == j) {
+                continue;
+            }
+            for (v = 0; v < vectors; v += vectors - 1) {
+                gint64 end = g_get_monotonic_time() +
+                             WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+                /* Retry until vm[i] knows vm[j] (it may have just joined) */
+                do {
+                    vm_ring(vm[i], vm[j]->id, v);
+                } while (!vm_wait_msi(vm[j], v) &&
+                         g_get_monotonic_time() < end);
+                g_assert_true(g_get_monotonic_time() < end);
+                if (vectors == 1) {
+                    break;
+                }
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        vm_free(vm[i]);
+    }
+    env_free(&e);
+}
+
+static void test_two_vms(void)
+{
+    do_vms(2, 4, NULL);
+}
+
+static void test_three_vms(void)
+{
+    do_vms(3, 3, "ioeventfd=off");
+}
+
+static void test_masked_pending(void)
+{
+    Env e;
+    Vm *vm;
+    uint8_t cap;
+    uint16_t flags;
+
+    env_init(&e, 2);
+    vm = vm_start(&e, 2, NULL, NULL);
+
+    /* Masked vector: pending bit, no message, delivered on unmask */
+    vm_msix_entry(vm, 1, true);
+    ivsh_tserver_ring(e.ts, vm->id, 1);
+    g_assert_true(vm_wait_pending(vm, 1));
+    g_assert_false(vm_msi_seen(vm, 1));
+    vm_msix_entry(vm, 1, false);
+    g_assert_true(vm_wait_msi(vm, 1));
+    g_assert_false(qpci_msix_pending(vm->d.dev, 1));
+
+    /* MSI-X disabled: the doorbell is kept and fires on enable */
+    cap = qpci_find_capability(vm->d.dev, PCI_CAP_ID_MSIX, 0);
+    flags = qpci_config_readw(vm->d.dev, cap + PCI_MSIX_FLAGS);
+    qpci_config_writew(vm->d.dev, cap + PCI_MSIX_FLAGS,
+                       flags & ~PCI_MSIX_FLAGS_ENABLE);
+    ivsh_tserver_ring(e.ts, vm->id, 0);
+    /* Wait until QEMU took it: it shows as pending */
+    g_assert_true(vm_wait_pending(vm, 0));
+    g_assert_false(vm_msi_seen(vm, 0));
+    qpci_config_writew(vm->d.dev, cap + PCI_MSIX_FLAGS, flags);
+    g_assert_true(vm_wait_msi(vm, 0));
+
+    vm_free(vm);
+    env_free(&e);
+}
+
+static void test_peers_come_and_go(void)
+{
+    Env e;
+    Vm *vm;
+    unsigned base;
+    int h1, h2, h3;
+
+    env_init(&e, 4);
+    vm = vm_start(&e, 4, NULL, NULL);
+    h1 = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_true(vm_sync_host_peer(&e, vm, h1));
+    base = count_fds(vm->qts);
+
+    h2 = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_true(vm_sync_host_peer(&e, vm, h2));
+    g_assert_cmpuint(count_fds(vm->qts), ==, base + 4);
+
+    /* h1 leaves: its eventfds are released, ringing it does nothing */
+    ivsh_tserver_remove_peer(e.ts, h1);
+    h3 = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_cmpint(h3, ==, h1);            /* the ID is reused */
+    g_assert_true(vm_sync_host_peer(&e, vm, h3));
+    g_assert_cmpuint(count_fds(vm->qts), ==, base + 4);
+
+    ivsh_tserver_remove_peer(e.ts, h2);
+    ivsh_tserver_remove_peer(e.ts, h3);
+    h1 = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_true(vm_sync_host_peer(&e, vm, h1));
+    g_assert_cmpuint(count_fds(vm->qts), ==, base);
+
+    vm_free(vm);
+    env_free(&e);
+}
+
+#define HP_SLOT 6
+
+static void test_hotunplug_frees_all(void)
+{
+    Env e;
+    QTestState *qts;
+    Vm vm = { 0 };
+    unsigned base;
+    int h, i;
+
+    env_init(&e, 8);
+    qts = qtest_init("-M pc");
+    base = count_fds(qts);
+
+    for (i = 0; i < 2; i++) {
+        qtest_qmp_assert_success(qts, "{'execute': 'chardev-add', "
+            "'arguments': {'id': 'srv', 'backend': {'type': 'socket', "
+            "'data': {'server': false, 'addr': {'type': 'unix', "
+            "'data': {'path': %s}}}}}}", e.sock);
+        qtest_qmp_device_add(qts, "ivshmem-doorbell", "db0",
+                             "{'chardev': 'srv', 'vectors': 8, "
+                             "'addr': %s}", stringify(HP_SLOT));
+        vm.qts = qts;
+        vm.vectors = 8;
+        ivsh_dev_open(&vm.d, qts, QPCI_DEVFN(HP_SLOT, 0));
+        vm.id = ivsh_reg_read(&vm.d, IVSH_REG_IV_POSITION);
+
+        /* Peers come and go while the device is there */
+        h = ivsh_tserver_add_host_peer(e.ts);
+        g_assert_true(vm_sync_host_peer(&e, &vm, h));
+        ivsh_tserver_remove_peer(e.ts, h);
+        h = ivsh_tserver_add_host_peer(e.ts);
+        g_assert_true(vm_sync_host_peer(&e, &vm, h));
+        ivsh_dev_close(&vm.d);
+
+        qpci_unplug_acpi_device_test(qts, "db0", HP_SLOT);
+        qtest_qmp_assert_success(qts, "{'execute': 'chardev-remove', "
+                                 "'arguments': {'id': 'srv'}}");
+        ivsh_tserver_remove_peer(e.ts, h);
+        /*
+         * Every fd the device held is closed, exactly once.  The shared
+         * memory goes with the last reference to the device, which QEMU
+         * drops after an RCU grace period: nothing to wait on but time.
+         */
+        wait_fds(qts, base);
+    }
+    qtest_quit(qts);
+    env_free(&e);
+}
+
+static void test_two_devices(void)
+{
+    Env e1, e2;
+    QTestState *qts;
+    Vm a = { 0 }, b = { 0 };
+    int h1, h2;
+
+    env_init(&e1, 2);
+    env_init(&e2, 2);
+    qts = qtest_initf("-M pc -chardev socket,id=s1,path=%s "
+                      "-chardev socket,id=s2,path=%s "
+                      "-device ivshmem-doorbell,chardev=s1,vectors=2,addr=04.0"
+                      " -device ivshmem-doorbell,chardev=s2,vectors=2,"
+                      "addr=05.0", e1.sock, e2.sock);
+    vm_open(&a, qts, 2);
+    b.qts = qts;
+    b.vectors = 2;
+    ivsh_dev_open_on(&b.d, &a.d, QPCI_DEVFN(5, 0));
+    h1 = ivsh_tserver_add_host_peer(e1.ts);
+    h2 = ivsh_tserver_add_host_peer(e2.ts);
+    g_assert_true(vm_sync_host_peer(&e1, &a, h1));
+    g_assert_true(vm_sync_host_peer(&e2, &b, h2));
+
+    /* Each device talks to its own server, with its own memory */
+    qpci_io_writel(a.d.dev, a.d.shm, 0, 0xaaaa);
+    qpci_io_writel(b.d.dev, b.d.shm, 0, 0xbbbb);
+    g_assert_cmphex(((uint32_t *)ivsh_tserver_shm(e1.ts))[0], ==, 0xaaaa);
+    g_assert_cmphex(((uint32_t *)ivsh_tserver_shm(e2.ts))[0], ==, 0xbbbb);
+    ivsh_tserver_ring(e1.ts, a.id, 1);
+    g_assert_true(vm_wait_msi(&a, 1));
+
+    ivsh_dev_close(&b.d);
+    ivsh_dev_close(&a.d);
+    qtest_quit(qts);
+    env_free(&e1);
+    env_free(&e2);
+}
+
+static void test_server_gone(void)
+{
+    Env e;
+    Vm *vm;
+    int host;
+
+    env_init(&e, 2);
+    vm = vm_start(&e, 2, NULL, NULL);
+    host = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_true(vm_sync_host_peer(&e, vm, host));
+
+    /* The server drops the VM's connection; what it had stays usable */
+    ivsh_tserver_remove_peer(e.ts, vm->id);
+    qpci_io_writel(vm->d.dev, vm->d.shm, 8, 0x600d);
+    g_assert_cmphex(((uint32_t *)ivsh_tserver_shm(e.ts))[2], ==, 0x600d);
+    vm_ring(vm, host, 1);
+    g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, host, 1, WAIT_MS), ==, 1);
+
+    vm_free(vm);
+    env_free(&e);
+}
+
+static void test_reset(void)
+{
+    Env e;
+    Vm *vm;
+
+    env_init(&e, 2);
+    vm = vm_start(&e, 2, NULL, NULL);
+    ivsh_reg_write(&vm->d, IVSH_REG_INTR_MASK, 0xff);
+    ivsh_dev_close(&vm->d);
+    qtest_system_reset(vm->qts);
+
+    vm_open(vm, vm->qts, 2);
+    g_assert_cmphex(ivsh_reg_read(&vm->d, IVSH_REG_INTR_MASK), ==, 0);
+    g_assert_cmpint(vm->id, ==, 0);     /* IVPosition survives reset */
+    ivsh_tserver_ring(e.ts, vm->id, 1);
+    g_assert_true(vm_wait_msi(vm, 1));
+
+    vm_free(vm);
+    env_free(&e);
+}
+
+static void do_migrate(const char *src_env, const char *dst_env)
+{
+    Env e1, e2;
+    g_autofree char *uri = NULL, *args = NULL;
+    QTestState *src, *dst;
+    Vm vm = { 0 };
+
+    env_init(&e1, 2);
+    env_init(&e2, 2);
+    uri = g_strdup_printf("unix:%s/mig.sock", e1.dir);
+    args = g_strdup_printf("-M pc -chardev socket,id=srv,path=%s -device "
+                           "ivshmem-doorbell,chardev=srv,vectors=2,master=on,"
+                           "addr=04.0", e1.sock);
+    src = qtest_init_with_env(src_env, args, true);
+    g_free(args);
+    args = g_strdup_printf("-M pc -chardev socket,id=srv,path=%s -device "
+                           "ivshmem-doorbell,chardev=srv,vectors=2,master=on,"
+                           "addr=04.0 -incoming %s", e2.sock, uri);
+    dst = qtest_init_with_env(dst_env, args, true);
+
+    vm_open(&vm, src, 2);
+    ivsh_reg_write(&vm.d, IVSH_REG_INTR_MASK, 0x5);
+    qpci_io_writel(vm.d.dev, vm.d.shm, 0x40, 0x12345678);
+    ivsh_dev_close(&vm.d);
+
+    ivsh_migrate(src, dst, uri);
+
+    g_assert_cmphex(((uint32_t *)ivsh_tserver_shm(e2.ts))[0x10], ==,
+                    0x12345678);
+    ivsh_dev_open(&vm.d, dst, DEVFN);
+    g_assert_cmphex(ivsh_reg_read(&vm.d, IVSH_REG_INTR_MASK), ==, 0x5);
+    /* MSI-X state came along: the vectors still fire */
+    vm.qts = dst;
+    qpci_msix_enable(vm.d.dev);
+    ivsh_tserver_ring(e2.ts, 0, 1);
+    g_assert_true(vm_wait_msi(&vm, 1));
+    ivsh_dev_close(&vm.d);
+
+    qtest_quit(src);
+    qtest_quit(dst);
+    env_free(&e1);
+    env_free(&e2);
+}
+
+static void test_migrate(void)
+{
+    do_migrate("QTEST_QEMU_BINARY", "QTEST_QEMU_BINARY");
+}
+
+static void test_migrate_to_upstream(void)
+{
+    if (!ivsh_upstream_qemu()) {
+        g_test_skip("no upstream QEMU ($" IVSH_UPSTREAM_ENV " not set)");
+        return;
+    }
+    do_migrate("QTEST_QEMU_BINARY", IVSH_UPSTREAM_ENV);
+}
+
+static void test_migrate_from_upstream(void)
+{
+    if (!ivsh_upstream_qemu()) {
+        g_test_skip("no upstream QEMU ($" IVSH_UPSTREAM_ENV " not set)");
+        return;
+    }
+    do_migrate(IVSH_UPSTREAM_ENV, "QTEST_QEMU_BINARY");
+}
+
+static void test_migrate_blocked(void)
+{
+    Env e;
+    Vm *vm0, *vm1;
+    g_autofree char *uri = NULL, *err = NULL;
+
+    env_init(&e, 1);
+    uri = g_strdup_printf("unix:%s/mig.sock", e.dir);
+    vm0 = vm_start(&e, 1, "master=auto", NULL);
+    vm1 = vm_start(&e, 1, "master=auto,id=second", NULL);
+    g_assert_cmpint(vm1->id, ==, 1);
+    err = ivsh_migrate_error(vm1->qts, uri);
+    g_assert_nonnull(strstr(err, "'second' is not the master"));
+    vm_free(vm1);
+    vm_free(vm0);
+    env_free(&e);
+}
+
+#include "ivsh-doorbell-hostile.c.inc"
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_func("/ivsh/doorbell/ids", test_ids);
+    qtest_add_func("/ivsh/doorbell/host-vm", test_host_vm);
+    qtest_add_func("/ivsh/doorbell/host-vm-no-ioeventfd",
+                   test_host_vm_no_ioeventfd);
+    qtest_add_func("/ivsh/doorbell/vector-16bit", test_vector_16bit);
+    qtest_add_func("/ivsh/doorbell/two-vms", test_two_vms);
+    qtest_add_func("/ivsh/doorbell/three-vms", test_three_vms);
+    qtest_add_func("/ivsh/doorbell/masked-pending", test_masked_pending);
+    qtest_add_func("/ivsh/doorbell/peers-come-and-go",
+                   test_peers_come_and_go);
+    qtest_add_func("/ivsh/doorbell/hotunplug-frees-all",
+                   test_hotunplug_frees_all);
+    qtest_add_func("/ivsh/doorbell/two-devices", test_two_devices);
+    qtest_add_func("/ivsh/doorbell/server-gone", test_server_gone);
+    qtest_add_func("/ivsh/doorbell/reset", test_reset);
+    qtest_add_func("/ivsh/doorbell/migrate/master", test_migrate);
+    qtest_add_func("/ivsh/doorbell/migrate/to-upstream",
+                   test_migrate_to_upstream);
+    qtest_add_func("/ivsh/doorbell/migrate/from-upstream",
+                   test_migrate_from_upstream);
+    qtest_add_func("/ivsh/doorbell/migrate/blocked", test_migrate_blocked);
+    add_hostile_tests();
+
+    return g_test_run();
+}
