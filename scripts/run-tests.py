@@ -128,7 +128,7 @@ def check_style(res):
         res.record(f"checkpatch/{f}", not bad, detail="\n".join(bad))
 
 
-QTESTS = ["ivsh-plain-test", "ivsh-doorbell-test"]
+QTESTS = ["ivsh-plain-test", "ivsh-doorbell-test", "ivsh-legacy-test"]
 
 # Further test drivers: every executable in scripts/tests.d/, run in name
 # order.  Each prints TAP ("ok N - name", "not ok N - name",

@@ -17,6 +17,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/error-report.h"
 #include "qemu/log.h"
 #include "qemu/module.h"
 #include "qapi/error.h"
@@ -154,6 +155,55 @@ bool ivsh_check_shm_size(IvshState *s, const char *what, uint64_t size,
         error_append_hint(errp, "A PCI BAR must be a power of two in size.\n");
         return false;
     }
+    return true;
+}
+
+/*
+ * BAR2 from s->hostmem.  It should be shared (share=on, e.g.
+ * memory-backend-file on /dev/shm or memory-backend-memfd): with
+ * share=off other processes mapping the same file never see this guest's
+ * writes, which is accepted for compatibility with QEMU's own device,
+ * with a warning.
+ */
+bool ivsh_use_memdev(IvshState *s, Error **errp)
+{
+    g_autofree char *name = host_memory_backend_get_name(s->hostmem);
+    g_autofree char *what = g_strdup_printf("memdev '%s' size", name);
+    MemoryRegion *mr = host_memory_backend_get_memory(s->hostmem);
+
+    if (host_memory_backend_is_mapped(s->hostmem)) {
+        error_setg(errp, "memdev '%s' is already in use", name);
+        return false;
+    }
+    if (!ivsh_check_shm_size(s, what, memory_region_size(mr), errp)) {
+        return false;
+    }
+    if (!s->hostmem->share) {
+        warn_report("memdev '%s' has share=off: other VMs and processes "
+                    "will not see this guest's writes", name);
+    }
+    host_memory_backend_set_mapped(s->hostmem, true);
+    s->shm = mr;
+    return true;
+}
+
+void ivsh_release_memdev(IvshState *s)
+{
+    if (s->hostmem && s->shm) {
+        host_memory_backend_set_mapped(s->hostmem, false);
+        s->shm = NULL;
+    }
+}
+
+/* Map @size bytes of @fd as BAR2; the RAM block owns @fd from here on. */
+bool ivsh_map_fd(IvshState *s, int fd, uint64_t size, Error **errp)
+{
+    if (!memory_region_init_ram_from_fd(&s->fd_shm, OBJECT(s), "ivshmem.bar2",
+                                        size, RAM_SHARED, fd, 0, errp)) {
+        close(fd);
+        return false;
+    }
+    s->shm = &s->fd_shm;
     return true;
 }
 

@@ -530,15 +530,9 @@ bool ivsh_server_connect(IvshState *s, uint64_t map_size, Error **errp)
         close(shm_fd);
         return false;
     }
-    if (!memory_region_init_ram_from_fd(&s->server_shm, OBJECT(s),
-                                        "ivshmem.bar2",
-                                        map_size ? map_size : shm_size,
-                                        RAM_SHARED, shm_fd, 0, errp)) {
-        close(shm_fd);
+    if (!ivsh_map_fd(s, shm_fd, map_size ? map_size : shm_size, errp)) {
         return false;
     }
-    s->shm = &s->server_shm;
-    s->server_shm_mapped = true;
     trace_ivsh_server_connected(s->vm_id, shm_size);
     return true;
 }

@@ -13,47 +13,28 @@
  */
 
 #include "qemu/osdep.h"
-#include "qemu/error-report.h"
 #include "qapi/error.h"
 #include "hw/pci/pci.h"
 #include "hw/qdev-properties.h"
 #include "migration/vmstate.h"
 #include "hw/misc/ivsh.h"
-#include "trace.h"
 
 static void ivsh_plain_realize(PCIDevice *pdev, Error **errp)
 {
     IvshState *s = IVSH_COMMON(pdev);
-    g_autofree char *name = NULL, *what = NULL;
-    MemoryRegion *mr;
 
     if (!s->hostmem) {
         /* Wording expected by scripts/device-crash-test */
         error_setg(errp, "You must specify a 'memdev'");
         return;
     }
-    name = host_memory_backend_get_name(s->hostmem);
-    what = g_strdup_printf("memdev '%s'", name);
-    if (host_memory_backend_is_mapped(s->hostmem)) {
-        error_setg(errp, "%s is already in use", what);
+    if (!ivsh_use_memdev(s, errp)) {
         return;
     }
-    mr = host_memory_backend_get_memory(s->hostmem);
-    if (!ivsh_check_shm_size(s, what, memory_region_size(mr), errp)) {
-        return;
-    }
-    if (!s->hostmem->share) {
-        warn_report("%s has share=off: other VMs and processes will not "
-                    "see this guest's writes", what);
-    }
-
-    s->shm = mr;
     s->vm_id = 0;
     if (!ivsh_realize_common(s, PCI_BASE_ADDRESS_MEM_TYPE_64, errp)) {
-        s->shm = NULL;
-        return;
+        ivsh_release_memdev(s);
     }
-    host_memory_backend_set_mapped(s->hostmem, true);
 }
 
 static void ivsh_plain_exit(PCIDevice *pdev)
@@ -61,10 +42,7 @@ static void ivsh_plain_exit(PCIDevice *pdev)
     IvshState *s = IVSH_COMMON(pdev);
 
     ivsh_exit_common(s);
-    if (s->shm) {
-        host_memory_backend_set_mapped(s->hostmem, false);
-        s->shm = NULL;
-    }
+    ivsh_release_memdev(s);
 }
 
 /* Stream compatible with QEMU 10.0's ivshmem-plain */

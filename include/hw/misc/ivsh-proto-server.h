@@ -62,7 +62,8 @@ typedef struct IvshServerOps {
      * Send @len bytes of a message without blocking, with @fd attached
      * unless it is negative.  Returns the number of bytes sent, or a
      * negative errno (-EAGAIN: no room now, -ETOOMANYREFS: too many fds
-     * in flight, retry later).  NULL: sendmsg(MSG_DONTWAIT).
+     * in flight, retry later).  NULL: sendmmsg(MSG_DONTWAIT) on the
+     * socket, several messages per call.
      */
     ssize_t (*send)(void *opaque, int sock, const void *buf, size_t len,
                     int fd);

@@ -26,6 +26,12 @@
  * handled in KVM) and "master"; "x-setup-timeout" (ms),
  * "x-ioeventfd-budget" and "x-max-eventfds" bound what a server can make
  * the device do.
+ *
+ * ivshmem: the original (QEMU <= 3.1) interface, revision 0: exactly one
+ * of "shm" (POSIX shared memory name), "chardev" (server) or "memdev"
+ * (alias "x-memdev"); "size" fixes BAR2; "msi" (MSI-X, or INTx pin A
+ * driven by IntrStatus & IntrMask), "vectors", "ioeventfd", "use64"
+ * (64-bit BAR2) and "role" (master/peer).
  */
 
 #ifndef HW_MISC_IVSH_H
@@ -43,6 +49,7 @@ OBJECT_DECLARE_TYPE(IvshState, IvshClass, IVSH_COMMON)
 
 #define TYPE_IVSHMEM_PLAIN "ivshmem-plain"
 #define TYPE_IVSHMEM_DOORBELL "ivshmem-doorbell"
+#define TYPE_IVSHMEM_LEGACY "ivshmem"
 
 typedef struct IvshPeer IvshPeer;
 
@@ -66,6 +73,10 @@ struct IvshState {
     bool ioeventfd;
     bool msi;                   /* MSI-X, or INTx on the legacy device */
     uint32_t setup_timeout_ms;
+    char *size_str;             /* legacy: size, shm, role, use64 */
+    char *shm_name;
+    char *role;
+    uint32_t use64;
     uint32_t ioeventfd_budget;
     uint32_t max_eventfds;
 
@@ -87,8 +98,7 @@ struct IvshState {
     bool server_gone;
     bool shutting_down;         /* QEMU is exiting: not the server's doing */
     Notifier shutdown_notifier;
-    MemoryRegion server_shm;
-    bool server_shm_mapped;
+    MemoryRegion fd_shm;        /* BAR2 from an fd: server or shm= */
     GHashTable *peers;          /* peer ID -> IvshPeer */
     IvshVector *msi_vectors;    /* [vectors] */
     bool irqfd_active;
@@ -107,6 +117,9 @@ struct IvshClass {
 /* Shared by the device types (hw/misc/ivsh/ivsh-pci.c) */
 bool ivsh_check_shm_size(IvshState *s, const char *what, uint64_t size,
                          Error **errp);
+bool ivsh_use_memdev(IvshState *s, Error **errp);
+void ivsh_release_memdev(IvshState *s);
+bool ivsh_map_fd(IvshState *s, int fd, uint64_t size, Error **errp);
 bool ivsh_realize_common(IvshState *s, uint8_t bar2_type, Error **errp);
 void ivsh_exit_common(IvshState *s);
 int ivsh_pre_load(void *opaque);

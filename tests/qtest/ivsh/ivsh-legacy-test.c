@@ -1,0 +1,579 @@
+/*
+ * qtests for the legacy "ivshmem" device and libvirt's command lines
+ *
+ * Copyright (c) 2026 The ivsh authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <sys/mman.h>
+#include "qobject/qdict.h"
+#include "hw/pci/pci_regs.h"
+#include "hw/misc/ivsh-regs.h"
+#include "ivsh-qtest.h"
+#include "ivsh-tserver.h"
+
+#define MiB (1024ULL * 1024)
+#define MSI_BASE 0x200000ULL
+#define WAIT_MS 5000
+
+/* A POSIX shm name unique to this test process, unlinked by the caller */
+static char *shm_name(const char *tag)
+{
+    return g_strdup_printf("ivsh-test-%d-%s", getpid(), tag);
+}
+
+static void shm_unlink_name(const char *name)
+{
+    g_autofree char *p = g_strdup_printf("/%s", name);
+
+    shm_unlink(p);
+}
+
+/* BAR size and type by config-space sizing: works for any size */
+static uint64_t bar_size(QPCIDevice *dev, int bar, bool *is64)
+{
+    uint8_t off = PCI_BASE_ADDRESS_0 + 4 * bar;
+    uint32_t lo = qpci_config_readl(dev, off), hi = 0, slo, shi = 0xffffffff;
+    uint64_t mask;
+
+    *is64 = (lo & PCI_BASE_ADDRESS_MEM_TYPE_MASK) ==
+            PCI_BASE_ADDRESS_MEM_TYPE_64;
+    qpci_config_writel(dev, off, 0xffffffff);
+    slo = qpci_config_readl(dev, off);
+    qpci_config_writel(dev, off, lo);
+    if (*is64) {
+        hi = qpci_config_readl(dev, off + 4);
+        qpci_config_writel(dev, off + 4, 0xffffffff);
+        shi = qpci_config_readl(dev, off + 4);
+        qpci_config_writel(dev, off + 4, hi);
+    }
+    mask = ((uint64_t)shi << 32) | (slo & PCI_BASE_ADDRESS_MEM_MASK);
+    return ~mask + 1;
+}
+
+static QPCIDevice *find_dev(QTestState *qts, QPCIBus **bus, int slot)
+{
+    QPCIDevice *dev;
+
+    *bus = qpci_new_pc(qts, NULL);
+    dev = qpci_device_find(*bus, QPCI_DEVFN(slot, 0));
+    g_assert(dev);
+    g_assert_cmphex(qpci_config_readw(dev, PCI_DEVICE_ID), ==,
+                    IVSH_PCI_DEVICE_ID);
+    return dev;
+}
+
+static void check_bar2(QTestState *qts, int slot, uint64_t size, bool is64)
+{
+    QPCIBus *bus;
+    QPCIDevice *dev = find_dev(qts, &bus, slot);
+    bool b64;
+
+    g_assert_cmphex(qpci_config_readb(dev, PCI_REVISION_ID), ==,
+                    IVSH_PCI_REVISION_LEGACY);
+    g_assert_cmphex(qpci_config_readw(dev, PCI_CLASS_DEVICE), ==,
+                    IVSH_PCI_CLASS);
+    g_assert_cmphex(qpci_config_readb(dev, PCI_INTERRUPT_PIN), ==, 1);
+    g_assert_cmphex(bar_size(dev, IVSH_BAR_SHM, &b64), ==, size);
+    g_assert_cmpint(b64, ==, is64);
+    g_assert_true(qpci_config_readl(dev, PCI_BASE_ADDRESS_2) &
+                  PCI_BASE_ADDRESS_MEM_PREFETCH);
+    g_free(dev);
+    qpci_free_pc(bus);
+}
+
+/* Write through BAR2 of the device at @slot, read it in @host */
+static void check_shared(QTestState *qts, int slot, volatile uint32_t *host)
+{
+    QPCIBus *bus;
+    QPCIDevice *dev = find_dev(qts, &bus, slot);
+    QPCIBar shm;
+
+    qpci_device_enable(dev);
+    shm = qpci_iomap(dev, IVSH_BAR_SHM, NULL);
+    qpci_io_writel(dev, shm, 128, 0xfeed0000 + slot);
+    g_assert_cmphex(host[32], ==, 0xfeed0000 + slot);
+    host[33] = 0x1234;
+    g_assert_cmphex(qpci_io_readl(dev, shm, 132), ==, 0x1234);
+    g_free(dev);
+    qpci_free_pc(bus);
+}
+
+static void *map_shm(const char *name, size_t size)
+{
+    g_autofree char *path = g_strdup_printf("/dev/shm/%s", name);
+
+    return ivsh_map_file(path, size);
+}
+
+static void test_shm_defaults(void)
+{
+    g_autofree char *name = shm_name("defaults");
+    QTestState *qts;
+    uint32_t *host;
+    struct stat st;
+    g_autofree char *path = g_strdup_printf("/dev/shm/%s", name);
+
+    qts = qtest_initf("-M pc -device ivshmem,shm=%s,addr=04.0", name);
+    /* Created, sized to the default 4 MiB, mapped as a 64-bit BAR */
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, 4 * MiB);
+    check_bar2(qts, 4, 4 * MiB, true);
+    host = map_shm(name, 4 * MiB);
+    check_shared(qts, 4, host);
+    munmap(host, 4 * MiB);
+    qtest_quit(qts);
+
+    /* An existing, larger object is opened, and BAR2 is its prefix */
+    g_assert_cmpint(truncate(path, 16 * MiB), ==, 0);
+    qts = qtest_initf("-M pc -device ivshmem,shm=%s,size=8,addr=04.0",
+                      name);
+    check_bar2(qts, 4, 8 * MiB, true);
+    qtest_quit(qts);
+    shm_unlink_name(name);
+}
+
+typedef struct SizeCase {
+    const char *arg;
+    uint64_t size;
+} SizeCase;
+
+static const SizeCase size_cases[] = {
+    { "2", 2 * MiB }, { "8m", 8 * MiB }, { "8M", 8 * MiB },
+    { "64k", 64 * 1024 }, { "4096K", 4 * MiB }, { "1g", 1024 * MiB },
+    { "1G", 1024 * MiB },
+};
+
+static void test_sizes(void)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(size_cases); i++) {
+        g_autofree char *name = shm_name("size");
+        QTestState *qts;
+
+        qts = qtest_initf("-M pc -device ivshmem,shm=%s,size=%s,addr=04.0",
+                          name, size_cases[i].arg);
+        check_bar2(qts, 4, size_cases[i].size, true);
+        qtest_quit(qts);
+        shm_unlink_name(name);
+    }
+}
+
+static void test_use64(void)
+{
+    static const char *const off[] = { "off", "0", "false", "no" };
+    static const char *const on[] = { "on", "1" };
+    g_autofree char *name = shm_name("use64");
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(off) + ARRAY_SIZE(on); i++) {
+        bool is64 = i >= ARRAY_SIZE(off);
+        QTestState *qts;
+
+        qts = qtest_initf("-M pc -device ivshmem,shm=%s,use64=%s,addr=04.0",
+                          name, is64 ? on[i - ARRAY_SIZE(off)] : off[i]);
+        check_bar2(qts, 4, 4 * MiB, is64);
+        qtest_quit(qts);
+    }
+    shm_unlink_name(name);
+}
+
+static void test_memdev(void)
+{
+    g_autofree char *dir = ivsh_tmpdir_new();
+    g_autofree char *file = g_build_filename(dir, "mem", NULL);
+    const char *prop[] = { "memdev", "x-memdev" };
+    uint32_t *host;
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(prop); i++) {
+        QTestState *qts;
+
+        qts = qtest_initf("-M pc -object memory-backend-file,id=m,size=2M,"
+                          "share=on,mem-path=%s -device ivshmem,%s=m,"
+                          "addr=04.0", file, prop[i]);
+        check_bar2(qts, 4, 2 * MiB, true);
+        host = ivsh_map_file(file, 2 * MiB);
+        check_shared(qts, 4, host);
+        munmap(host, 2 * MiB);
+        qtest_quit(qts);
+    }
+    ivsh_tmpdir_free(g_steal_pointer(&dir));
+}
+
+typedef struct TS {
+    char *dir;
+    char *sock;
+    IvshTServer *ts;
+} TS;
+
+static void ts_init(TS *t, size_t size, unsigned vectors)
+{
+    t->dir = ivsh_tmpdir_new();
+    t->sock = g_build_filename(t->dir, "sock", NULL);
+    t->ts = ivsh_tserver_new(t->sock, size, vectors);
+}
+
+static void ts_free(TS *t)
+{
+    ivsh_tserver_free(t->ts);
+    g_free(t->sock);
+    ivsh_tmpdir_free(t->dir);
+}
+
+/* The INTx line as the PCI status register shows it */
+static bool intx_level(QPCIDevice *dev)
+{
+    return qpci_config_readw(dev, PCI_STATUS) & PCI_STATUS_INTERRUPT;
+}
+
+static void test_intx(void)
+{
+    TS t;
+    QTestState *qts;
+    QPCIBus *bus;
+    QPCIDevice *dev;
+    QPCIBar regs;
+    gint64 end;
+    int host;
+
+    ts_init(&t, 4 * MiB, 1);
+    qts = qtest_initf("-M pc -chardev socket,id=s,path=%s -device ivshmem,"
+                      "chardev=s,size=4m,msi=off,addr=04.0", t.sock);
+    dev = find_dev(qts, &bus, 4);
+    g_assert_cmphex(qpci_find_capability(dev, PCI_CAP_ID_MSIX, 0), ==, 0);
+    qpci_device_enable(dev);
+    regs = qpci_iomap(dev, IVSH_BAR_REGS, NULL);
+    g_assert_cmpint(qpci_io_readl(dev, regs, IVSH_REG_IV_POSITION), ==, 0);
+
+    /* Masked: IntrStatus is set, the line stays low */
+    ivsh_tserver_ring(t.ts, 0, 0);
+    end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+    do {
+        g_assert_false(intx_level(dev));
+    } while (qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS) == 0 &&
+             g_get_monotonic_time() < end);
+    g_assert_true(g_get_monotonic_time() < end);
+
+    /* Unmasked: a doorbell raises the line */
+    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
+    g_assert_false(intx_level(dev));
+    ivsh_tserver_ring(t.ts, 0, 0);
+    end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+    while (!intx_level(dev) && g_get_monotonic_time() < end) {
+    }
+    g_assert_true(intx_level(dev));
+    /* Masking lowers it, unmasking raises it again */
+    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, 0);
+    g_assert_false(intx_level(dev));
+    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
+    g_assert_true(intx_level(dev));
+    /* Reading IntrStatus clears it and lowers the line */
+    g_assert_cmphex(qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS), ==,
+                    IVSH_INTR_DOORBELL);
+    g_assert_false(intx_level(dev));
+    g_assert_cmphex(qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS), ==, 0);
+
+    /* The VM rings a host peer */
+    host = ivsh_tserver_add_host_peer(t.ts);
+    end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+    do {
+        qpci_io_writel(dev, regs, IVSH_REG_DOORBELL, IVSH_DOORBELL(host, 0));
+    } while (!ivsh_tserver_wait_rung(t.ts, host, 0, 10) &&
+             g_get_monotonic_time() < end);
+    g_assert_true(g_get_monotonic_time() < end);
+
+    g_free(dev);
+    qpci_free_pc(bus);
+    qtest_quit(qts);
+    ts_free(&t);
+}
+
+/* MSI-X: host rings vector @v of the device at @slot, seen in guest RAM */
+static void check_msix_doorbell(QTestState *qts, int slot, unsigned v)
+{
+    QPCIBus *bus;
+    QPCIDevice *dev = find_dev(qts, &bus, slot);
+    uint64_t off;
+    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+    bool seen = false;
+
+    qpci_device_enable(dev);
+    qpci_msix_enable(dev);
+    off = dev->msix_table_off + v * PCI_MSIX_ENTRY_SIZE;
+    qtest_writel(qts, MSI_BASE, 0);
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_LOWER_ADDR,
+                   MSI_BASE);
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_UPPER_ADDR,
+                   0);
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_DATA,
+                   0x7700 + v);
+    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_VECTOR_CTRL,
+                   0);
+    while (!seen && g_get_monotonic_time() < end) {
+        seen = qtest_readl(qts, MSI_BASE) == 0x7700 + v;
+    }
+    g_assert_true(seen);
+    g_free(dev);
+    qpci_free_pc(bus);
+}
+
+typedef struct LibvirtLine {
+    const char *name;
+    const char *args;       /* %s: shm name prefix or server socket */
+    bool server;
+    uint64_t size;
+    unsigned vectors;
+    int slot;
+} LibvirtLine;
+
+/* libvirt tests/qemuxml2argvdata/shmem.args (old libvirt, legacy model) */
+static const LibvirtLine libvirt_lines[] = {
+    { "shmem0", "-device ivshmem,id=shmem0,size=4m,shm=%s0,bus=pci.0,"
+      "addr=0x3", false, 4 * MiB, 0, 3 },
+    { "shmem1", "-device ivshmem,id=shmem1,size=128m,shm=%s1,bus=pci.0,"
+      "addr=0x5", false, 128 * MiB, 0, 5 },
+    { "shmem2", "-device ivshmem,id=shmem2,size=256m,shm=%s2,bus=pci.0,"
+      "addr=0x4", false, 256 * MiB, 0, 4 },
+    { "shmem3", "-device ivshmem,id=shmem3,size=512m,chardev=charshmem3,"
+      "bus=pci.0,addr=0x6 -chardev socket,id=charshmem3,path=%s",
+      true, 512 * MiB, 1, 6 },
+    { "shmem4", "-device ivshmem,id=shmem4,size=1024m,chardev=charshmem4,"
+      "bus=pci.0,addr=0x7 -chardev socket,id=charshmem4,path=%s",
+      true, 1024 * MiB, 1, 7 },
+    { "shmem5", "-device ivshmem,id=shmem5,size=2048m,chardev=charshmem5,"
+      "msi=on,ioeventfd=off,bus=pci.0,addr=0x8 -chardev socket,"
+      "id=charshmem5,path=%s", true, 2048 * MiB, 1, 8 },
+    { "shmem6", "-device ivshmem,id=shmem6,size=4096m,chardev=charshmem6,"
+      "msi=on,vectors=16,bus=pci.0,addr=0x9 -chardev socket,id=charshmem6,"
+      "path=%s", true, 4096 * MiB, 16, 9 },
+    { "shmem7", "-device ivshmem,id=shmem7,size=8192m,chardev=charshmem7,"
+      "msi=on,vectors=32,ioeventfd=on,bus=pci.0,addr=0xa -chardev socket,"
+      "id=charshmem7,path=%s", true, 8192 * MiB, 32, 10 },
+    /* Current libvirt: JSON -device (and -object) */
+    { "json-plain", "-object '{\"qom-type\":\"memory-backend-file\","
+      "\"id\":\"shmmem-shmem2\",\"mem-path\":\"/dev/shm/%s2\","
+      "\"size\":268435456,\"share\":true}' -device '{\"driver\":"
+      "\"ivshmem-plain\",\"id\":\"shmem2\",\"memdev\":\"shmmem-shmem2\","
+      "\"master\":\"on\",\"bus\":\"pci.0\",\"addr\":\"0x4\"}'",
+      false, 256 * MiB, 0, 4 },
+    { "json-doorbell", "-device '{\"driver\":\"ivshmem-doorbell\",\"id\":"
+      "\"shmem6\",\"chardev\":\"charshmem6\",\"vectors\":16,\"ioeventfd\":"
+      "true,\"bus\":\"pci.0\",\"addr\":\"0x8\"}' -chardev socket,"
+      "id=charshmem6,path=%s", true, 1 * MiB, 16, 8 },
+    { "json-doorbell-no-ioeventfd", "-device '{\"driver\":"
+      "\"ivshmem-doorbell\",\"id\":\"shmem5\",\"chardev\":\"charshmem5\","
+      "\"ioeventfd\":false,\"bus\":\"pci.0\",\"addr\":\"0x7\"}' -chardev "
+      "socket,id=charshmem5,path=%s", true, 1 * MiB, 1, 7 },
+};
+
+static void test_libvirt_line(gconstpointer opaque)
+{
+    const LibvirtLine *l = opaque;
+    g_autofree char *prefix = shm_name("lv");
+    g_autofree char *args = NULL;
+    QTestState *qts;
+    TS t = { 0 };
+
+    if (l->server) {
+        /* The server's memory is exactly what the line asks for */
+        ts_init(&t, l->size, l->vectors);
+        args = g_strdup_printf(l->args, t.sock);
+    } else {
+        args = g_strdup_printf(l->args, prefix);
+    }
+    qts = qtest_initf("-M pc -nodefaults %s", args);
+    if (strstr(l->args, "ivshmem,")) {
+        check_bar2(qts, l->slot, l->size, true);
+    }
+    if (l->server) {
+        ivsh_tserver_ring(t.ts, 0, l->vectors - 1);
+        check_msix_doorbell(qts, l->slot, l->vectors - 1);
+    } else if (l->size <= 256 * MiB) {
+        /* The shm object is named after the prefix and the slot */
+        g_autofree char *name = g_strdup_printf("%s%d", prefix,
+                                                l->slot == 3 ? 0 :
+                                                l->slot == 5 ? 1 : 2);
+        uint32_t *host = map_shm(name, l->size);
+
+        check_shared(qts, l->slot, host);
+        munmap(host, l->size);
+        shm_unlink_name(name);
+    }
+    qtest_quit(qts);
+    if (l->server) {
+        ts_free(&t);
+    }
+}
+
+/* libvirt's hotplug sequences over QMP */
+static void test_libvirt_hotplug(void)
+{
+    g_autofree char *name = shm_name("hp");
+    g_autofree char *path = g_strdup_printf("/dev/shm/%s", name);
+    QTestState *qts;
+    TS t;
+    int i;
+
+    ts_init(&t, 1 * MiB, 2);
+    g_assert_true(g_file_set_contents(path, "", 0, NULL));
+    g_assert_cmpint(truncate(path, 1 * MiB), ==, 0);
+    qts = qtest_init("-M pc");
+    for (i = 0; i < 2; i++) {
+        qtest_qmp_assert_success(qts, "{'execute': 'object-add', 'arguments':"
+            " {'qom-type': 'memory-backend-file', 'id': 'shmmem-shmem1',"
+            " 'mem-path': %s, 'size': 1048576, 'share': true}}", path);
+        qtest_qmp_device_add(qts, "ivshmem-plain", "shmem1",
+                             "{'memdev': 'shmmem-shmem1', 'master': 'on',"
+                             " 'addr': '0x6'}");
+        qpci_unplug_acpi_device_test(qts, "shmem1", 6);
+        qtest_qmp_assert_success(qts, "{'execute': 'object-del', "
+                                 "'arguments': {'id': 'shmmem-shmem1'}}");
+
+        qtest_qmp_assert_success(qts, "{'execute': 'chardev-add', "
+            "'arguments': {'id': 'charshmem2', 'backend': {'type': 'socket',"
+            " 'data': {'server': false, 'addr': {'type': 'unix', "
+            "'data': {'path': %s}}}}}}", t.sock);
+        qtest_qmp_device_add(qts, "ivshmem-doorbell", "shmem2",
+                             "{'chardev': 'charshmem2', 'vectors': 2, "
+                             "'ioeventfd': true, 'addr': '0x7'}");
+        qpci_unplug_acpi_device_test(qts, "shmem2", 7);
+        qtest_qmp_assert_success(qts, "{'execute': 'chardev-remove', "
+                                 "'arguments': {'id': 'charshmem2'}}");
+    }
+    qtest_quit(qts);
+    unlink(path);
+    ts_free(&t);
+}
+
+static void test_role(void)
+{
+    g_autofree char *name = shm_name("role");
+    g_autofree char *dir = ivsh_tmpdir_new();
+    g_autofree char *uri = g_strdup_printf("unix:%s/m", dir);
+    g_autofree char *err = NULL;
+    QTestState *qts;
+
+    qts = qtest_initf("-M pc -device ivshmem,id=p,shm=%s,role=peer", name);
+    err = ivsh_migrate_error(qts, uri);
+    g_assert_nonnull(strstr(err, "'p' is not the master"));
+    qtest_quit(qts);
+    /* Unset: ID 0, hence master, migratable (role=master the same) */
+    qts = qtest_initf("-M pc -device ivshmem,shm=%s -device ivshmem,"
+                      "shm=%s,role=master", name, name);
+    qtest_quit(qts);
+    shm_unlink_name(name);
+    ivsh_tmpdir_free(g_steal_pointer(&dir));
+}
+
+typedef struct BadLine {
+    const char *name;
+    const char *args;
+    const char *message;
+} BadLine;
+
+static const BadLine bad_lines[] = {
+    { "nothing", "-device ivshmem", "exactly one of 'shm', 'chardev' and "
+      "'memdev' must be given" },
+    { "shm-and-memdev", "-object memory-backend-ram,id=m,size=4M "
+      "-device ivshmem,shm=%s,memdev=m", "exactly one of" },
+    { "shm-and-chardev", "-chardev null,id=n -device ivshmem,shm=%s,"
+      "chardev=n", "exactly one of" },
+    { "size-not-power-of-2", "-device ivshmem,shm=%s,size=3m",
+      "size 3145728 is not a power of two" },
+    { "size-not-a-size", "-device ivshmem,shm=%s,size=big",
+      "size 'big' is not a size" },
+    { "size-too-small", "-device ivshmem,shm=%s,size=1k",
+      "is not a power of two of at least 4096" },
+    { "size-with-memdev", "-object memory-backend-ram,id=m,size=4M "
+      "-device ivshmem,memdev=m,size=4m", "size cannot be given with memdev" },
+    { "bad-role", "-device ivshmem,shm=%s,role=boss",
+      "role 'boss' is invalid" },
+    { "bad-use64", "-device ivshmem,shm=%s,use64=2",
+      "use64 must be on, off, 1 or 0" },
+    { "use64-off-too-big", "-device ivshmem,shm=%s,size=2g,use64=off",
+      "needs a 64-bit BAR" },
+    { "ioeventfd-without-msi", "-chardev null,id=n -device ivshmem,"
+      "chardev=n,msi=off,ioeventfd=on", "ioeventfd=on requires msi=on" },
+    { "bad-vectors", "-chardev null,id=n -device ivshmem,chardev=n,"
+      "vectors=0", "vectors=0 is out of range" },
+    { "chardev-not-socket", "-chardev null,id=n -device ivshmem,chardev=n",
+      "cannot pass file descriptors" },
+    { "bad-shm-name", "-device ivshmem,shm=a/b",
+      "shm 'a/b' is not a valid shared memory name" },
+};
+
+static void test_bad_line(gconstpointer opaque)
+{
+    const BadLine *b = opaque;
+    g_autofree char *name = shm_name("bad");
+    g_autofree char *args = g_strdup_printf(b->args, name);
+    g_autofree char *err = NULL;
+
+    g_assert_cmpint(ivsh_run_qemu(NULL, "pc", args, &err), ==, 1);
+    g_test_message("%s: %s", b->name, err);
+    g_assert_nonnull(strstr(err, b->message));
+    shm_unlink_name(name);
+}
+
+static void test_shm_too_small(void)
+{
+    g_autofree char *name = shm_name("small");
+    g_autofree char *path = g_strdup_printf("/dev/shm/%s", name);
+    g_autofree char *args = NULL, *err = NULL;
+
+    g_assert_true(g_file_set_contents(path, "", 0, NULL));
+    g_assert_cmpint(truncate(path, 1 * MiB), ==, 0);
+    args = g_strdup_printf("-device ivshmem,shm=%s,size=4m", name);
+    g_assert_cmpint(ivsh_run_qemu(NULL, "pc", args, &err), ==, 1);
+    g_assert_nonnull(strstr(err, "has 1048576 bytes, less than size"));
+    unlink(path);
+}
+
+static void test_server_too_small(void)
+{
+    g_autofree char *args = NULL, *err = NULL;
+    TS t;
+
+    ts_init(&t, 1 * MiB, 1);
+    args = g_strdup_printf("-chardev socket,id=s,path=%s -device ivshmem,"
+                           "chardev=s,size=2m", t.sock);
+    g_assert_cmpint(ivsh_run_qemu(NULL, "pc", args, &err), ==, 1);
+    g_assert_nonnull(strstr(err, "shared memory (1048576 bytes) is smaller "
+                            "than size (2097152 bytes)"));
+    ts_free(&t);
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+
+    g_test_init(&argc, &argv, NULL);
+
+    qtest_add_func("/ivsh/legacy/shm-defaults", test_shm_defaults);
+    qtest_add_func("/ivsh/legacy/sizes", test_sizes);
+    qtest_add_func("/ivsh/legacy/use64", test_use64);
+    qtest_add_func("/ivsh/legacy/memdev", test_memdev);
+    qtest_add_func("/ivsh/legacy/intx", test_intx);
+    qtest_add_func("/ivsh/legacy/role", test_role);
+    qtest_add_func("/ivsh/legacy/shm-too-small", test_shm_too_small);
+    qtest_add_func("/ivsh/legacy/server-too-small", test_server_too_small);
+    for (i = 0; i < ARRAY_SIZE(bad_lines); i++) {
+        g_autofree char *p = g_strdup_printf("/ivsh/legacy/bad/%s",
+                                             bad_lines[i].name);
+
+        qtest_add_data_func(p, &bad_lines[i], test_bad_line);
+    }
+    for (i = 0; i < ARRAY_SIZE(libvirt_lines); i++) {
+        g_autofree char *p = g_strdup_printf("/ivsh/libvirt/%s",
+                                             libvirt_lines[i].name);
+
+        qtest_add_data_func(p, &libvirt_lines[i], test_libvirt_line);
+    }
+    qtest_add_func("/ivsh/libvirt/hotplug", test_libvirt_hotplug);
+
+    return g_test_run();
+}
