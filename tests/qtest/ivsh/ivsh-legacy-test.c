@@ -230,6 +230,18 @@ static bool intx_level(QPCIDevice *dev)
     return qpci_config_readw(dev, PCI_STATUS) & PCI_STATUS_INTERRUPT;
 }
 
+static bool wait_intx(QPCIDevice *dev)
+{
+    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+    do {
+        if (intx_level(dev)) {
+            return true;
+        }
+    } while (g_get_monotonic_time() < end);
+    return false;
+}
+
 static void test_intx(void)
 {
     TS t;
@@ -262,10 +274,7 @@ static void test_intx(void)
     qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
     g_assert_false(intx_level(dev));
     ivsh_tserver_ring(t.ts, 0, 0);
-    end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
-    while (!intx_level(dev) && g_get_monotonic_time() < end) {
-    }
-    g_assert_true(intx_level(dev));
+    g_assert_true(wait_intx(dev));
     /* Masking lowers it, unmasking raises it again */
     qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, 0);
     g_assert_false(intx_level(dev));
