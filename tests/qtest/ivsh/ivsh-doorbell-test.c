@@ -623,6 +623,55 @@ static void test_migrate_blocked(void)
     env_free(&e);
 }
 
+static bool wait_file_contains(const char *path, const char *text)
+{
+    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+    do {
+        g_autofree char *s = NULL;
+
+        if (g_file_get_contents(path, &s, NULL, NULL) && strstr(s, text)) {
+            return true;
+        }
+        g_usleep(1000);     /* polling a file: there is no event to wait on */
+    } while (g_get_monotonic_time() < end);
+    return false;
+}
+
+/*
+ * 16 peers x 64 vectors: more ioeventfds than the device's budget (512);
+ * the ones beyond go through QEMU, and every doorbell still arrives.
+ */
+static void test_many_peers(void)
+{
+    g_autofree char *errf = NULL, *extra = NULL;
+    Env e;
+    Vm *vm;
+    int h[16], i;
+
+    env_init(&e, 64);
+    errf = g_build_filename(e.dir, "qemu.err", NULL);
+    extra = g_strdup_printf("2>%s", errf);
+    vm = vm_start(&e, 64, "ioeventfd=on", extra);
+    for (i = 0; i < 16; i++) {
+        h[i] = ivsh_tserver_add_host_peer(e.ts);
+    }
+    g_assert_true(vm_sync_host_peer(&e, vm, h[15]));
+    for (i = 0; i < 16; i += 5) {
+        vm_ring(vm, h[i], 0);
+        vm_ring(vm, h[i], 63);
+        g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, h[i], 0, WAIT_MS), ==,
+                         1);
+        g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, h[i], 63, WAIT_MS), ==,
+                         1);
+    }
+    g_assert_true(wait_file_contains(errf, "ioeventfd budget reached"));
+    ivsh_tserver_ring(e.ts, vm->id, 63);
+    g_assert_true(vm_wait_msi(vm, 63));
+    vm_free(vm);
+    env_free(&e);
+}
+
 #include "ivsh-doorbell-hostile.c.inc"
 
 int main(int argc, char **argv)
@@ -650,6 +699,7 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/doorbell/migrate/from-upstream",
                    test_migrate_from_upstream);
     qtest_add_func("/ivsh/doorbell/migrate/blocked", test_migrate_blocked);
+    qtest_add_func("/ivsh/doorbell/16-peers-64-vectors", test_many_peers);
     add_hostile_tests();
 
     return g_test_run();

@@ -478,6 +478,52 @@ static void test_role(void)
     ivsh_tmpdir_free(g_steal_pointer(&dir));
 }
 
+/* A master migrates registers, memory and the INTx level */
+static void test_migrate_intx(void)
+{
+    TS t1, t2;
+    g_autofree char *uri = NULL;
+    QTestState *src, *dst;
+    QPCIBus *bus;
+    QPCIDevice *dev;
+    QPCIBar regs, shm;
+
+    ts_init(&t1, 1 * MiB, 1);
+    ts_init(&t2, 1 * MiB, 1);
+    uri = g_strdup_printf("unix:%s/mig", t1.dir);
+    src = qtest_initf("-M pc -chardev socket,id=s,path=%s -device ivshmem,"
+                      "chardev=s,size=1m,msi=off,addr=04.0", t1.sock);
+    dst = qtest_initf("-M pc -chardev socket,id=s,path=%s -device ivshmem,"
+                      "chardev=s,size=1m,msi=off,addr=04.0 -incoming %s",
+                      t2.sock, uri);
+    dev = find_dev(src, &bus, 4);
+    qpci_device_enable(dev);
+    regs = qpci_iomap(dev, IVSH_BAR_REGS, NULL);
+    shm = qpci_iomap(dev, IVSH_BAR_SHM, NULL);
+    qpci_io_writel(dev, shm, 0, 0xabcdef01);
+    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
+    ivsh_tserver_ring(t1.ts, 0, 0);
+    g_assert_true(wait_intx(dev));
+    g_free(dev);
+    qpci_free_pc(bus);
+
+    ivsh_migrate(src, dst, uri);
+
+    g_assert_cmphex(((uint32_t *)ivsh_tserver_shm(t2.ts))[0], ==, 0xabcdef01);
+    dev = find_dev(dst, &bus, 4);
+    g_assert_true(intx_level(dev));
+    qpci_device_enable(dev);
+    regs = qpci_iomap(dev, IVSH_BAR_REGS, NULL);
+    g_assert_cmphex(qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS), ==, 1);
+    g_assert_false(intx_level(dev));
+    g_free(dev);
+    qpci_free_pc(bus);
+    qtest_quit(src);
+    qtest_quit(dst);
+    ts_free(&t1);
+    ts_free(&t2);
+}
+
 typedef struct BadLine {
     const char *name;
     const char *args;
@@ -568,6 +614,7 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/legacy/memdev", test_memdev);
     qtest_add_func("/ivsh/legacy/intx", test_intx);
     qtest_add_func("/ivsh/legacy/role", test_role);
+    qtest_add_func("/ivsh/legacy/migrate-intx", test_migrate_intx);
     qtest_add_func("/ivsh/legacy/shm-too-small", test_shm_too_small);
     qtest_add_func("/ivsh/legacy/server-too-small", test_server_too_small);
     for (i = 0; i < ARRAY_SIZE(bad_lines); i++) {
