@@ -582,27 +582,13 @@ static void do_migrate(const char *src_env, const char *dst_env)
     env_free(&e2);
 }
 
-static void test_migrate(void)
+static void test_migrate(gconstpointer opaque)
 {
-    do_migrate("QTEST_QEMU_BINARY", "QTEST_QEMU_BINARY");
-}
+    const IvshMigPair *p = opaque;
 
-static void test_migrate_to_upstream(void)
-{
-    if (!ivsh_upstream_qemu()) {
-        g_test_skip("no upstream QEMU ($" IVSH_UPSTREAM_ENV " not set)");
-        return;
+    if (ivsh_mig_pair_ready(p)) {
+        do_migrate(p->src_env, p->dst_env);
     }
-    do_migrate("QTEST_QEMU_BINARY", IVSH_UPSTREAM_ENV);
-}
-
-static void test_migrate_from_upstream(void)
-{
-    if (!ivsh_upstream_qemu()) {
-        g_test_skip("no upstream QEMU ($" IVSH_UPSTREAM_ENV " not set)");
-        return;
-    }
-    do_migrate(IVSH_UPSTREAM_ENV, "QTEST_QEMU_BINARY");
 }
 
 static void test_migrate_blocked(void)
@@ -676,6 +662,8 @@ static void test_many_peers(void)
 
 int main(int argc, char **argv)
 {
+    size_t i;
+
     g_test_init(&argc, &argv, NULL);
 
     qtest_add_func("/ivsh/doorbell/ids", test_ids);
@@ -693,11 +681,12 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/doorbell/two-devices", test_two_devices);
     qtest_add_func("/ivsh/doorbell/server-gone", test_server_gone);
     qtest_add_func("/ivsh/doorbell/reset", test_reset);
-    qtest_add_func("/ivsh/doorbell/migrate/master", test_migrate);
-    qtest_add_func("/ivsh/doorbell/migrate/to-upstream",
-                   test_migrate_to_upstream);
-    qtest_add_func("/ivsh/doorbell/migrate/from-upstream",
-                   test_migrate_from_upstream);
+    for (i = 0; i < ARRAY_SIZE(ivsh_mig_pairs); i++) {
+        g_autofree char *path = g_strdup_printf("/ivsh/doorbell/migrate/%s",
+                                                ivsh_mig_pairs[i].name);
+
+        qtest_add_data_func(path, &ivsh_mig_pairs[i], test_migrate);
+    }
     qtest_add_func("/ivsh/doorbell/migrate/blocked", test_migrate_blocked);
     qtest_add_func("/ivsh/doorbell/16-peers-64-vectors", test_many_peers);
     add_hostile_tests();

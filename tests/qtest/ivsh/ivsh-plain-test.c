@@ -45,16 +45,29 @@ static QTestState *start_vm(Fixture *f, const char *machine,
                        extra ? extra : "");
 }
 
+/* One pc VM with the device at DEVFN, opened */
+static void plain_start(Fixture *f, IvshDev *d)
+{
+    fixture_init(f);
+    ivsh_dev_open(d, start_vm(f, "pc", NULL, NULL), DEVFN);
+}
+
+static void plain_stop(Fixture *f, IvshDev *d)
+{
+    QTestState *qts = d->qts;
+
+    ivsh_dev_close(d);
+    qtest_quit(qts);
+    fixture_free(f);
+}
+
 static void test_ids(void)
 {
     Fixture f;
-    QTestState *qts;
     IvshDev d;
     uint32_t bar;
 
-    fixture_init(&f);
-    qts = start_vm(&f, "pc", NULL, NULL);
-    ivsh_dev_open(&d, qts, DEVFN);
+    plain_start(&f, &d);
 
     g_assert_cmphex(qpci_config_readw(d.dev, PCI_DEVICE_ID), ==,
                     IVSH_PCI_DEVICE_ID);
@@ -77,21 +90,16 @@ static void test_ids(void)
     /* BAR1 (MSI-X) is not implemented */
     g_assert_cmphex(qpci_config_readl(d.dev, PCI_BASE_ADDRESS_1), ==, 0);
 
-    ivsh_dev_close(&d);
-    qtest_quit(qts);
-    fixture_free(&f);
+    plain_stop(&f, &d);
 }
 
 static void test_registers(void)
 {
     Fixture f;
-    QTestState *qts;
     IvshDev d;
     uint64_t off;
 
-    fixture_init(&f);
-    qts = start_vm(&f, "pc", NULL, NULL);
-    ivsh_dev_open(&d, qts, DEVFN);
+    plain_start(&f, &d);
 
     /* Reset values */
     g_assert_cmphex(ivsh_reg_read(&d, IVSH_REG_INTR_MASK), ==, 0);
@@ -123,21 +131,16 @@ static void test_registers(void)
     }
     g_assert_cmphex(ivsh_reg_read(&d, IVSH_REG_INTR_MASK), ==, 0x12345678);
 
-    ivsh_dev_close(&d);
-    qtest_quit(qts);
-    fixture_free(&f);
+    plain_stop(&f, &d);
 }
 
 static void test_access_sizes(void)
 {
     Fixture f;
-    QTestState *qts;
     IvshDev d;
     uint64_t off;
 
-    fixture_init(&f);
-    qts = start_vm(&f, "pc", NULL, NULL);
-    ivsh_dev_open(&d, qts, DEVFN);
+    plain_start(&f, &d);
 
     ivsh_reg_write(&d, IVSH_REG_INTR_MASK, 0xcafef00d);
     ivsh_reg_write(&d, IVSH_REG_INTR_STATUS, 0x0000f00d);
@@ -163,23 +166,18 @@ static void test_access_sizes(void)
     g_assert_cmphex(ivsh_reg_read(&d, IVSH_REG_INTR_MASK), ==, 0xcafef00d);
     g_assert_cmphex(ivsh_reg_read(&d, IVSH_REG_INTR_STATUS), ==, 0xf00d);
 
-    ivsh_dev_close(&d);
-    qtest_quit(qts);
-    fixture_free(&f);
+    plain_stop(&f, &d);
 }
 
 static void test_shared_memory(void)
 {
     Fixture f;
-    QTestState *qts;
     IvshDev d;
     uint32_t *host;
     uint8_t buf[4096], back[4096];
     unsigned i;
 
-    fixture_init(&f);
-    qts = start_vm(&f, "pc", NULL, NULL);
-    ivsh_dev_open(&d, qts, DEVFN);
+    plain_start(&f, &d);
     host = ivsh_map_file(f.shm_path, SHM_SIZE);
 
     /* Guest writes, host reads */
@@ -199,9 +197,7 @@ static void test_shared_memory(void)
     g_assert_cmpmem(back, sizeof(back), &host[1024], sizeof(back));
 
     munmap(host, SHM_SIZE);
-    ivsh_dev_close(&d);
-    qtest_quit(qts);
-    fixture_free(&f);
+    plain_stop(&f, &d);
 }
 
 static void test_two_vms(void)
@@ -234,12 +230,11 @@ static void test_two_vms(void)
 static void test_reset(void)
 {
     Fixture f;
-    QTestState *qts;
     IvshDev d;
+    QTestState *qts;
 
-    fixture_init(&f);
-    qts = start_vm(&f, "pc", NULL, NULL);
-    ivsh_dev_open(&d, qts, DEVFN);
+    plain_start(&f, &d);
+    qts = d.qts;
     ivsh_reg_write(&d, IVSH_REG_INTR_MASK, 0xffff);
     ivsh_reg_write(&d, IVSH_REG_INTR_STATUS, 0x1);
     qpci_io_writel(d.dev, d.shm, 0, 0x5a5a5a5a);
@@ -254,9 +249,7 @@ static void test_reset(void)
     /* Shared memory is not the device's to clear */
     g_assert_cmphex(qpci_io_readl(d.dev, d.shm, 0), ==, 0x5a5a5a5a);
 
-    ivsh_dev_close(&d);
-    qtest_quit(qts);
-    fixture_free(&f);
+    plain_stop(&f, &d);
 }
 
 /* Check the device at @devfn of @bus works and sees the memory file. */
@@ -429,27 +422,13 @@ static void do_migrate(const char *src_env, const char *dst_env)
     fixture_free(&f);
 }
 
-static void test_migrate(void)
+static void test_migrate(gconstpointer opaque)
 {
-    do_migrate("QTEST_QEMU_BINARY", "QTEST_QEMU_BINARY");
-}
+    const IvshMigPair *p = opaque;
 
-static void test_migrate_to_upstream(void)
-{
-    if (!ivsh_upstream_qemu()) {
-        g_test_skip("no upstream QEMU ($" IVSH_UPSTREAM_ENV " not set)");
-        return;
+    if (ivsh_mig_pair_ready(p)) {
+        do_migrate(p->src_env, p->dst_env);
     }
-    do_migrate("QTEST_QEMU_BINARY", IVSH_UPSTREAM_ENV);
-}
-
-static void test_migrate_from_upstream(void)
-{
-    if (!ivsh_upstream_qemu()) {
-        g_test_skip("no upstream QEMU ($" IVSH_UPSTREAM_ENV " not set)");
-        return;
-    }
-    do_migrate(IVSH_UPSTREAM_ENV, "QTEST_QEMU_BINARY");
 }
 
 static void test_migrate_blocked(void)
@@ -605,11 +584,12 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/plain/reset", test_reset);
     qtest_add_func("/ivsh/plain/hotplug/pc", test_hotplug_pc);
     qtest_add_func("/ivsh/plain/hotplug/q35", test_hotplug_q35);
-    qtest_add_func("/ivsh/plain/migrate/master", test_migrate);
-    qtest_add_func("/ivsh/plain/migrate/to-upstream",
-                   test_migrate_to_upstream);
-    qtest_add_func("/ivsh/plain/migrate/from-upstream",
-                   test_migrate_from_upstream);
+    for (i = 0; i < ARRAY_SIZE(ivsh_mig_pairs); i++) {
+        g_autofree char *path = g_strdup_printf("/ivsh/plain/migrate/%s",
+                                                ivsh_mig_pairs[i].name);
+
+        qtest_add_data_func(path, &ivsh_mig_pairs[i], test_migrate);
+    }
     qtest_add_func("/ivsh/plain/migrate/blocked", test_migrate_blocked);
     for (i = 0; i < ARRAY_SIZE(bad_cases); i++) {
         g_autofree char *path = g_strdup_printf("/ivsh/plain/bad/%s",

@@ -183,3 +183,19 @@ const char *ivsh_upstream_qemu(void)
 
     return p && *p && access(p, X_OK) == 0 ? p : NULL;
 }
+
+const IvshMigPair ivsh_mig_pairs[3] = {
+    { "master", "QTEST_QEMU_BINARY", "QTEST_QEMU_BINARY" },
+    { "to-upstream", "QTEST_QEMU_BINARY", IVSH_UPSTREAM_ENV },
+    { "from-upstream", IVSH_UPSTREAM_ENV, "QTEST_QEMU_BINARY" },
+};
+
+bool ivsh_mig_pair_ready(const IvshMigPair *p)
+{
+    if ((!strcmp(p->src_env, IVSH_UPSTREAM_ENV) ||
+         !strcmp(p->dst_env, IVSH_UPSTREAM_ENV)) && !ivsh_upstream_qemu()) {
+        g_test_skip("no upstream QEMU ($" IVSH_UPSTREAM_ENV " not set)");
+        return false;
+    }
+    return true;
+}

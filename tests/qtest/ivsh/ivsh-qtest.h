@@ -59,4 +59,17 @@ char *ivsh_migrate_error(QTestState *from, const char *uri);
 /* The upstream emulator when the environment names one, else NULL */
 const char *ivsh_upstream_qemu(void);
 
+/* Migration source and destination emulators, by environment variable */
+typedef struct IvshMigPair {
+    const char *name;
+    const char *src_env;
+    const char *dst_env;
+} IvshMigPair;
+
+/* ours -> ours, ours -> upstream, upstream -> ours */
+extern const IvshMigPair ivsh_mig_pairs[3];
+
+/* False (and the test skipped) when @p needs an absent upstream QEMU */
+bool ivsh_mig_pair_ready(const IvshMigPair *p);
+
 #endif
