@@ -117,6 +117,13 @@ hook_files() {
     hook tests/qtest/meson.build append "subdir('ivsh')"
 }
 
+# Compile through ccache: QEMU's configure hands meson a plain "cc", so
+# put Debian's ccache wrappers first in PATH, for configure and ninja.
+if [ -d /usr/lib/ccache ]; then
+    export PATH=/usr/lib/ccache:$PATH
+fi
+export CCACHE_BASEDIR=$B/trees CCACHE_NOHASHDIR=1
+
 CONFIGURE_OPTS=(--target-list=x86_64-softmmu --without-default-features
     --enable-kvm --enable-tools --disable-docs --disable-install-blobs
     --disable-download --enable-werror --python=/usr/bin/python3)
@@ -171,7 +178,6 @@ firmware() {
 build() {
     local log=$B/logs/build-$flavour.log
     echo "build-qemu[$flavour]: ninja $* (log: build/logs/build-$flavour.log)"
-    export CCACHE_BASEDIR=$B/trees CCACHE_NOHASHDIR=1
     # One progress line for each tenth of the steps, full log in the file.
     if ! (cd "$T/build" && NINJA_STATUS='[%f/%t] ' ninja "$@") 2>&1 |
         tee "$log" | awk -v tag="build-qemu[$flavour]" '

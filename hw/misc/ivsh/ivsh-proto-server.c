@@ -56,6 +56,7 @@ struct IvshServerPeer {
     IvshQEntry *q;              /* ring buffer of queued messages */
     size_t qcap, qhead, qlen;
     unsigned sent;              /* bytes of the head message sent */
+    int64_t progress;           /* when the queue last moved (us) */
     void *data;
 };
 
@@ -225,6 +226,9 @@ static void enqueue(IvshServer *s, IvshServerPeer *p, int64_t msg,
         doom(s, p, IVSH_SERVER_OVERFLOW);
         return;
     }
+    if (!p->qlen) {
+        p->progress = g_get_monotonic_time();
+    }
     if (p->qlen == p->qcap) {
         size_t cap = MAX(16, p->qcap * 2), i;
         IvshQEntry *q = g_new(IvshQEntry, cap);
@@ -381,6 +385,7 @@ static bool flush_batch(IvshServer *s, IvshServerPeer *p)
         send_stopped(s, p, -errno);
         return false;
     }
+    p->progress = g_get_monotonic_time();
     for (i = 0; i < (unsigned)r; i++) {
         if (mm[i].msg_len != IVSH_MSG_SIZE) {
             if (i + 1 < (unsigned)r || !mm[i].msg_len) {
@@ -419,6 +424,7 @@ static void flush(IvshServer *s, IvshServerPeer *p)
             return;
         }
         p->sent += MIN((size_t)n, sizeof(buf) - p->sent);
+        p->progress = g_get_monotonic_time();
         if (p->sent == sizeof(buf)) {
             queue_pop(s, p);
         }
@@ -602,6 +608,21 @@ void ivsh_server_retry(IvshServer *s)
     settle(s);
 }
 
+void ivsh_server_expire(IvshServer *s, int64_t max_stall_us)
+{
+    int64_t now = g_get_monotonic_time();
+    IvshServerPeer *p;
+    unsigned id;
+
+    for (id = 0; id < s->top; id++) {
+        p = s->by_id[id];
+        if (p && p->qlen && now - p->progress >= max_stall_us) {
+            doom(s, p, IVSH_SERVER_STALLED);
+        }
+    }
+    settle(s);
+}
+
 void ivsh_server_announce_shutdown(IvshServer *s)
 {
     IvshServerPeer *p, *q;
@@ -740,6 +761,8 @@ const char *ivsh_server_drop_str(IvshServerDrop why)
         return "vanished (send failed)";
     case IVSH_SERVER_OVERFLOW:
         return "did not keep up (send queue full)";
+    case IVSH_SERVER_STALLED:
+        return "stopped reading";
     case IVSH_SERVER_SHUTDOWN:
         return "server shutdown";
     }

@@ -19,9 +19,11 @@
  *   sent without blocking when the socket has room; a client that does
  *   not read cannot stall the server or the other clients.  The queue
  *   is bounded: a client whose backlog grows past a full set-up plus
- *   max_queue messages is dropped, and the others are told.  Messages
- *   about a peer that left before they were sent are withdrawn, so a
- *   slow client never pins a departed peer's eventfds.
+ *   max_queue messages is dropped, and the others are told; so is one
+ *   whose queue has not moved for a while (ivsh_server_expire()).
+ *   Messages about a peer that left before they were sent are
+ *   withdrawn, so a slow client never pins a departed peer's eventfds,
+ *   and its backlog stays about the size of one set-up.
  *
  * The event loop owns the listening socket and calls in: add a peer for
  * each accepted connection, flush a peer when its socket is writable,
@@ -53,7 +55,8 @@ typedef enum IvshServerDrop {
     IVSH_SERVER_LEFT,           /* the client closed its connection */
     IVSH_SERVER_VIOLATION,      /* the client sent data */
     IVSH_SERVER_SEND_ERROR,     /* sending failed: the client vanished */
-    IVSH_SERVER_OVERFLOW,       /* the client does not keep up */
+    IVSH_SERVER_OVERFLOW,       /* the client's queue overflowed */
+    IVSH_SERVER_STALLED,        /* the client stopped reading */
     IVSH_SERVER_SHUTDOWN,       /* the server is going away */
 } IvshServerDrop;
 
@@ -112,6 +115,9 @@ void ivsh_server_flush_peer(IvshServer *s, IvshServerPeer *p);
  */
 bool ivsh_server_throttled(const IvshServer *s);
 void ivsh_server_retry(IvshServer *s);
+
+/* Drop the peers whose queue has not moved for @max_stall_us or more */
+void ivsh_server_expire(IvshServer *s, int64_t max_stall_us);
 
 /*
  * Start a shutdown: tell every peer that every other peer is gone.
