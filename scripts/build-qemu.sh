@@ -206,7 +206,8 @@ configure
 ln -sfn "trees/$flavour/build" "$B/$link"
 if [ $# -eq 0 ]; then
     if [ "$flavour" = ours ]; then
-        set -- qemu-system-x86_64 ivsh-all
+        set -- qemu-system-x86_64 ivsh-all \
+            tests/qtest/device-introspect-test
     else
         set -- qemu-system-x86_64 contrib/ivshmem-server/ivshmem-server \
             contrib/ivshmem-client/ivshmem-client

@@ -130,6 +130,13 @@ def check_style(res):
 
 QTESTS = ["ivsh-plain-test", "ivsh-doorbell-test", "ivsh-legacy-test"]
 
+QEMU_QTESTS = [
+    ("qemu/ivshmem-test",
+     ["tests/qtest/ivsh/ivshmem-test", "--tap", "-k", "-m", "slow"]),
+    ("qemu/device-introspect-test",
+     ["tests/qtest/device-introspect-test", "--tap", "-k"]),
+]
+
 # Further test drivers: every executable in scripts/tests.d/, run in name
 # order.  Each prints TAP ("ok N - name", "not ok N - name",
 # "ok N - name # SKIP reason") and exits non-zero only on failure.
@@ -165,6 +172,13 @@ def main():
         if args.path:
             argv += ["-p", args.path]
         run_tap(res, t, argv, env, args.timeout)
+    if not args.path:
+        # QEMU's own tests, against our build: its ivshmem qtest (slow
+        # cases included: two VMs, its contrib server) and introspection
+        # of every device type.
+        for name, argv in QEMU_QTESTS:
+            run_tap(res, name, [os.path.join(BUILD, "qemu", argv[0])] +
+                    argv[1:], env, args.timeout)
     if not args.path:
         for d in drivers():
             run_tap(res, os.path.basename(d), [d], env, args.timeout)
