@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Guest side (guest/, project issue 7):
+#
+#   make guest-image   the Linux test guest: build/guest/vmlinuz and
+#                      build/guest/initrd.img with the ivshmem-guest tool,
+#                      library and driver (guest/image/build.sh; installs
+#                      the Debian packages it needs; cached: rebuilt only
+#                      when a package version or a source file changes)
+#   make guest-demo    guest/demo-guest.sh with its defaults: two guests
+#                      ringing each other's doorbells
+#
+# "make check" runs scripts/tests.d/60-guest-e2e, which boots the image.
+
+.PHONY: guest-image guest-demo
+
+guest-image:
+	@guest/image/build.sh
+
+guest-demo: guest-image
+	@guest/demo-guest.sh
+
+CHECK_DEPS += guest-image
