@@ -21,3 +21,4 @@ guest-demo: guest-image
 	@guest/demo-guest.sh
 
 CHECK_DEPS += guest-image
+DEMO_DEPS += guest-image
