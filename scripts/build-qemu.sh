@@ -213,5 +213,7 @@ if [ $# -eq 0 ]; then
             contrib/ivshmem-client/ivshmem-client
     fi
 fi
+start=$SECONDS
 build "$@"
 firmware
+echo "build-qemu[$flavour]: done in $((SECONDS - start)) s"

@@ -597,9 +597,12 @@ bool ivsh_server_throttled(const IvshServer *s)
 
 void ivsh_server_retry(IvshServer *s)
 {
+    GQueue again = s->throttled;
     IvshServerPeer *p;
 
-    while ((p = g_queue_pop_head(&s->throttled))) {
+    /* Those throttled again go back on the (new) list */
+    g_queue_init(&s->throttled);
+    while ((p = g_queue_pop_head(&again))) {
         p->throttled = false;
         if (p->alive && !p->doomed) {
             flush(s, p);
