@@ -111,7 +111,7 @@ def project_c_files():
                           "--exclude-standard", "*.c", "*.h", "*.c.inc"], cwd=TOP,
                          stdout=subprocess.PIPE, text=True).stdout
     return [f for f in out.split() if f.split("/")[0] in
-            ("hw", "include", "tests", "contrib")]
+            ("hw", "include", "tests", "contrib", "guest", "bench")]
 
 
 def check_style(res):
