@@ -1,0 +1,903 @@
+/*
+ * ivsh-client: a host-side ivshmem peer for scripts and tests
+ *
+ * Connects to an ivshmem server (ivsh-server, or QEMU's contrib
+ * ivshmem-server), takes part as a peer like a QEMU ivshmem-doorbell
+ * device would, and runs one command: print its ID and the peers, ring
+ * a peer's vector, wait for its own vector to be rung, or read, write or
+ * dump the shared memory.  With --stay it then reads further commands
+ * from stdin, answering each with "ok" or "error: ...", until EOF.
+ * docs/tools/ivsh-server.rst is the manual.
+ *
+ * Protocol v0 has no "set-up complete" message: a client knows it has
+ * all the peers once its own eventfds (sent last) have arrived.  With
+ * --vectors N that is exact; otherwise the set-up counts as complete
+ * once the server has been quiet for --settle milliseconds after the
+ * first of them.
+ *
+ * Messages are decoded by IvshClient (hw/misc/ivsh/ivsh-proto.c), the
+ * decoder QEMU's device in this project uses, so this tool also checks
+ * that a server speaks the protocol correctly (--strict turns every
+ * message the decoder drops into an error).
+ *
+ * Copyright (c) 2026 The ivsh authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include "hw/misc/ivsh-regs.h"
+#include "hw/misc/ivsh-proto.h"
+
+#define EXIT_ERROR 1
+#define EXIT_USAGE 2
+#define EXIT_TIMEOUT 3
+
+#define MAX_FDS_PER_MSG 16
+
+typedef struct Peer {
+    uint16_t id;
+    GArray *fds;                /* int, in vector order */
+} Peer;
+
+typedef struct Client {
+    /* options */
+    char *socket_path;
+    int vectors;                /* 0: not known */
+    int settle_ms;
+    int timeout_ms;
+    gboolean stay;
+    gboolean verbose;
+    gboolean strict;
+
+    int sock;
+    IvshClient dec;
+    IvshReader rd;
+    int pending_fd;             /* fd of the message being assembled */
+    bool have_id;
+    uint16_t own_id;
+    int shm_fd;
+    uint64_t shm_size;
+    uint8_t *shm;
+    GHashTable *peers;          /* ID -> Peer */
+    int64_t last_own_ms;        /* when our last own eventfd came */
+    bool ready;
+    bool eof;
+} Client;
+
+/* Result of a command, for the exit status and the --stay answers */
+typedef enum Result {
+    RES_OK,
+    RES_ERROR,
+    RES_USAGE,
+    RES_TIMEOUT,
+} Result;
+
+static int64_t now_ms(void)
+{
+    return g_get_monotonic_time() / 1000;
+}
+
+static void verbose(Client *c, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void verbose(Client *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!c->verbose) {
+        return;
+    }
+    va_start(ap, fmt);
+    fprintf(stderr, "ivsh-client: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static void peer_free(gpointer data)
+{
+    Peer *p = data;
+    guint i;
+
+    for (i = 0; i < p->fds->len; i++) {
+        close(g_array_index(p->fds, int, i));
+    }
+    g_array_free(p->fds, true);
+    g_free(p);
+}
+
+static Peer *peer_get(Client *c, uint16_t id)
+{
+    Peer *p = g_hash_table_lookup(c->peers, GUINT_TO_POINTER(id));
+
+    if (!p) {
+        p = g_new0(Peer, 1);
+        p->id = id;
+        p->fds = g_array_new(false, false, sizeof(int));
+        g_hash_table_insert(c->peers, GUINT_TO_POINTER(id), p);
+    }
+    return p;
+}
+
+static unsigned own_vectors(Client *c)
+{
+    Peer *p;
+
+    if (!c->have_id) {
+        return 0;
+    }
+    p = g_hash_table_lookup(c->peers, GUINT_TO_POINTER(c->own_id));
+    return p ? p->fds->len : 0;
+}
+
+static bool connect_server(Client *c, GError **errp)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+    if (strlen(c->socket_path) >= sizeof(sun.sun_path)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
+                    "socket path '%s' is too long", c->socket_path);
+        return false;
+    }
+    strcpy(sun.sun_path, c->socket_path);
+    c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->sock < 0 ||
+        connect(c->sock, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "cannot connect to %s: %s", c->socket_path,
+                    g_strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Act on one decoded message; false on a fatal error */
+static bool handle_msg(Client *c, int64_t msg, int fd, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+    IvshEvent ev;
+    Peer *p;
+
+    switch (ivsh_client_handle(&c->dec, msg, fd, &ev, &err)) {
+    case IVSH_FATAL:
+        g_propagate_prefixed_error(errp, g_steal_pointer(&err),
+                                   "protocol error: ");
+        return false;
+    case IVSH_DROP:
+        if (c->strict) {
+            g_propagate_prefixed_error(errp, g_steal_pointer(&err),
+                                       "protocol error (--strict): ");
+            return false;
+        }
+        verbose(c, "ignored a message: %s", err->message);
+        return true;
+    case IVSH_OK:
+        break;
+    }
+    switch (ev.kind) {
+    case IVSH_EV_NONE:
+        break;
+    case IVSH_EV_OWN_ID:
+        c->have_id = true;
+        c->own_id = ev.peer;
+        verbose(c, "own ID %u", ev.peer);
+        break;
+    case IVSH_EV_SHM:
+        c->shm_fd = ev.fd;
+        c->shm_size = ev.size;
+        c->shm = mmap(NULL, ev.size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      ev.fd, 0);
+        if (c->shm == MAP_FAILED) {
+            c->shm = NULL;
+            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+                        "cannot map %" G_GUINT64_FORMAT " bytes of shared "
+                        "memory: %s", ev.size, g_strerror(errno));
+            return false;
+        }
+        verbose(c, "shared memory: %" G_GUINT64_FORMAT " bytes%s", ev.size,
+                ev.sealed ? ", sealed" : "");
+        break;
+    case IVSH_EV_EVENTFD:
+        p = peer_get(c, ev.peer);
+        g_array_append_val(p->fds, ev.fd);
+        if (ev.peer == c->own_id) {
+            c->last_own_ms = now_ms();
+        }
+        verbose(c, "peer %u vector %u", ev.peer, ev.vector);
+        break;
+    case IVSH_EV_PEER_GONE:
+        g_hash_table_remove(c->peers, GUINT_TO_POINTER(ev.peer));
+        verbose(c, "peer %u left", ev.peer);
+        break;
+    }
+    return true;
+}
+
+/* Read what the server sent, without blocking; false on errors */
+static bool pump(Client *c, GError **errp)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(MAX_FDS_PER_MSG * sizeof(int))];
+    } control;
+    uint8_t buf[IVSH_MSG_SIZE];
+    struct iovec iov;
+    struct msghdr mh;
+    struct cmsghdr *cmsg;
+    bool complete;
+    int64_t msg;
+    ssize_t n;
+    int fds[MAX_FDS_PER_MSG], nfds, i;
+
+    while (!c->eof) {
+        iov.iov_base = buf;
+        iov.iov_len = ivsh_reader_want(&c->rd);
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof(control.buf);
+        n = recvmsg(c->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                return true;
+            }
+            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+                        "cannot read from the server: %s", g_strerror(errno));
+            return false;
+        }
+        nfds = 0;
+        for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+            if (cmsg->cmsg_level == SOL_SOCKET &&
+                cmsg->cmsg_type == SCM_RIGHTS) {
+                int k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                for (i = 0; i < k; i++) {
+                    int fd;
+
+                    memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int),
+                           sizeof(int));
+                    if (nfds < MAX_FDS_PER_MSG) {
+                        fds[nfds++] = fd;
+                    } else {
+                        close(fd);
+                    }
+                }
+            }
+        }
+        if (mh.msg_flags & MSG_CTRUNC) {
+            verbose(c, "fds lost in transit (out of file descriptors?)");
+        }
+        for (i = 0; i < nfds; i++) {
+            if (c->pending_fd < 0) {
+                c->pending_fd = fds[i];
+            } else {
+                verbose(c, "closing a surplus fd from the server");
+                close(fds[i]);
+            }
+        }
+        if (n == 0) {
+            c->eof = true;
+            break;
+        }
+        ivsh_reader_feed(&c->rd, buf, n, &complete, &msg);
+        if (complete) {
+            int fd = c->pending_fd;
+
+            c->pending_fd = -1;
+            if (!handle_msg(c, msg, fd, errp)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static bool check_ready(Client *c)
+{
+    unsigned own = own_vectors(c);
+
+    if (!c->ready && ivsh_client_ready(&c->dec) && own) {
+        if ((c->vectors && own >= (unsigned)c->vectors) ||
+            now_ms() - c->last_own_ms >= c->settle_ms) {
+            c->ready = true;
+        }
+    }
+    return c->ready;
+}
+
+/* Wait until the set-up is complete */
+static Result setup(Client *c, GError **errp)
+{
+    int64_t deadline = now_ms() + c->timeout_ms;
+    struct pollfd pfd = { .events = POLLIN };
+    int64_t left;
+    int timeout;
+
+    if (!connect_server(c, errp)) {
+        return RES_ERROR;
+    }
+    pfd.fd = c->sock;
+    for (;;) {
+        if (!pump(c, errp)) {
+            return RES_ERROR;
+        }
+        if (check_ready(c)) {
+            return RES_OK;
+        }
+        if (c->eof) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                        "the server closed the connection during set-up");
+            return RES_ERROR;
+        }
+        left = deadline - now_ms();
+        if (left <= 0) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                        "set-up not complete after %d ms", c->timeout_ms);
+            return RES_TIMEOUT;
+        }
+        timeout = left;
+        if (own_vectors(c)) {
+            timeout = MIN(timeout, MAX(1, c->last_own_ms + c->settle_ms -
+                                          now_ms()));
+        }
+        poll(&pfd, 1, timeout);
+    }
+}
+
+static bool parse_num(const char *str, guint64 max, guint64 *out)
+{
+    const char *end = NULL;
+    guint64 v;
+    unsigned shift = 0;
+    int base = 10;
+
+    if (str[0] == '0' && (str[1] == 'x' || str[1] == 'X')) {
+        base = 16;
+        str += 2;
+    }
+    if (!g_ascii_isxdigit(str[0])) {
+        return false;
+    }
+    errno = 0;
+    v = g_ascii_strtoull(str, (gchar **)&end, base);
+    if (errno || end == str) {
+        return false;
+    }
+    if (base == 10 && *end) {
+        switch (g_ascii_toupper(*end)) {
+        case 'K':
+            shift = 10;
+            break;
+        case 'M':
+            shift = 20;
+            break;
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            return false;
+        }
+        end++;
+    }
+    if (*end || (shift && v > (G_MAXUINT64 >> shift))) {
+        return false;
+    }
+    v <<= shift;
+    if (v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static gint cmp_peer_ids(gconstpointer a, gconstpointer b)
+{
+    return (gint)GPOINTER_TO_UINT(a) - (gint)GPOINTER_TO_UINT(b);
+}
+
+static Result cmd_info(Client *c, int argc, char **argv, GError **errp)
+{
+    GList *ids, *l;
+    Peer *p;
+
+    if (argc != 1) {
+        g_set_error(errp, G_OPTION_ERROR, 0, "usage: info");
+        return RES_USAGE;
+    }
+    printf("id %u\nmemory %" G_GUINT64_FORMAT "\nvectors %u\npeers %u\n",
+           c->own_id, c->shm_size, own_vectors(c),
+           g_hash_table_size(c->peers) - (own_vectors(c) ? 1 : 0));
+    ids = g_list_sort(g_hash_table_get_keys(c->peers), cmp_peer_ids);
+    for (l = ids; l; l = l->next) {
+        p = g_hash_table_lookup(c->peers, l->data);
+        if (p->id != c->own_id) {
+            printf("peer %u %u\n", p->id, p->fds->len);
+        }
+    }
+    g_list_free(ids);
+    return RES_OK;
+}
+
+static Result ring_one(Peer *p, guint64 vector, GError **errp)
+{
+    uint64_t one = 1;
+    int fd = g_array_index(p->fds, int, vector);
+
+    if (write(fd, &one, sizeof(one)) != sizeof(one)) {
+        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "cannot ring peer %u vector %u: %s", p->id,
+                    (unsigned)vector, g_strerror(errno));
+        return RES_ERROR;
+    }
+    return RES_OK;
+}
+
+static Result cmd_ring(Client *c, int argc, char **argv, GError **errp)
+{
+    guint64 id, vector;
+    Peer *p;
+    guint i;
+
+    if (argc != 3 || !parse_num(argv[1], IVSH_MAX_PEER_ID, &id) ||
+        (strcmp(argv[2], "all") &&
+         !parse_num(argv[2], IVSH_MAX_VECTORS - 1, &vector))) {
+        g_set_error(errp, G_OPTION_ERROR, 0, "usage: ring PEER VECTOR|all");
+        return RES_USAGE;
+    }
+    p = g_hash_table_lookup(c->peers, GUINT_TO_POINTER(id));
+    if (!p) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "no peer %u", (unsigned)id);
+        return RES_ERROR;
+    }
+    if (!strcmp(argv[2], "all")) {
+        for (i = 0; i < p->fds->len; i++) {
+            if (ring_one(p, i, errp) != RES_OK) {
+                return RES_ERROR;
+            }
+        }
+        return RES_OK;
+    }
+    if (vector >= p->fds->len) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "peer %u has no vector %u (it has %u)", (unsigned)id,
+                    (unsigned)vector, p->fds->len);
+        return RES_ERROR;
+    }
+    return ring_one(p, vector, errp);
+}
+
+static Result cmd_wait(Client *c, int argc, char **argv, GError **errp)
+{
+    guint64 vector, count = 1, timeout = c->timeout_ms, got = 0, v;
+    struct pollfd pfd[2];
+    int64_t deadline, left;
+    Peer *self;
+    int i;
+
+    if (argc < 2 || !parse_num(argv[1], IVSH_MAX_VECTORS - 1, &vector)) {
+        goto usage;
+    }
+    for (i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--count") && i + 1 < argc &&
+            parse_num(argv[i + 1], G_MAXUINT32, &count) && count) {
+            i++;
+        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc &&
+                   parse_num(argv[i + 1], G_MAXINT32, &timeout)) {
+            i++;
+        } else {
+            goto usage;
+        }
+    }
+    self = g_hash_table_lookup(c->peers, GUINT_TO_POINTER(c->own_id));
+    if (!self || vector >= self->fds->len) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                    "we have no vector %u (we have %u)", (unsigned)vector,
+                    self ? self->fds->len : 0);
+        return RES_ERROR;
+    }
+    pfd[0].fd = g_array_index(self->fds, int, vector);
+    pfd[0].events = POLLIN;
+    pfd[1].fd = c->sock;
+    pfd[1].events = POLLIN;
+    deadline = now_ms() + timeout;
+    for (;;) {
+        if (read(pfd[0].fd, &v, sizeof(v)) == sizeof(v)) {
+            got += v;
+        }
+        if (got >= count) {
+            break;
+        }
+        left = deadline - now_ms();
+        if (left <= 0) {
+            printf("received %" G_GUINT64_FORMAT "\n", got);
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                        "timeout: vector %u rung %" G_GUINT64_FORMAT
+                        " of %" G_GUINT64_FORMAT " times",
+                        (unsigned)vector, got, count);
+            return RES_TIMEOUT;
+        }
+        if (poll(pfd, c->eof ? 1 : 2, left) > 0 && (pfd[1].revents)) {
+            if (!pump(c, errp)) {
+                return RES_ERROR;
+            }
+            if (c->eof) {
+                verbose(c, "the server closed the connection");
+            }
+        }
+    }
+    printf("received %" G_GUINT64_FORMAT "\n", got);
+    return RES_OK;
+
+usage:
+    g_set_error(errp, G_OPTION_ERROR, 0,
+                "usage: wait VECTOR [--count N] [--timeout MS]");
+    return RES_USAGE;
+}
+
+static bool check_range(Client *c, const char *off_str, const char *len_str,
+                        guint64 *off, guint64 *len, GError **errp)
+{
+    if (!parse_num(off_str, G_MAXUINT64, off) ||
+        (len_str && !parse_num(len_str, G_MAXUINT64, len))) {
+        g_set_error(errp, G_OPTION_ERROR, 0, "invalid offset or length");
+        return false;
+    }
+    if (*off > c->shm_size || *len > c->shm_size - *off) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                    "%" G_GUINT64_FORMAT " bytes at %" G_GUINT64_FORMAT
+                    " are outside the %" G_GUINT64_FORMAT " bytes of shared "
+                    "memory", *len, *off, c->shm_size);
+        return false;
+    }
+    return true;
+}
+
+static Result cmd_read(Client *c, int argc, char **argv, GError **errp)
+{
+    guint64 off, len;
+
+    if (argc != 3) {
+        g_set_error(errp, G_OPTION_ERROR, 0, "usage: read OFFSET LENGTH");
+        return RES_USAGE;
+    }
+    if (!check_range(c, argv[1], argv[2], &off, &len, errp)) {
+        return RES_ERROR;
+    }
+    if (fwrite(c->shm + off, 1, len, stdout) != len ||
+        (c->stay && putchar('\n') == EOF)) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_IO,
+                    "cannot write to stdout");
+        return RES_ERROR;
+    }
+    return RES_OK;
+}
+
+static Result cmd_write(Client *c, int argc, char **argv, GError **errp)
+{
+    guint64 off, len;
+
+    if (argc != 3) {
+        g_set_error(errp, G_OPTION_ERROR, 0, "usage: write OFFSET DATA");
+        return RES_USAGE;
+    }
+    len = strlen(argv[2]);
+    if (!check_range(c, argv[1], NULL, &off, &len, errp)) {
+        return RES_ERROR;
+    }
+    memcpy(c->shm + off, argv[2], len);
+    return RES_OK;
+}
+
+static Result cmd_dump(Client *c, int argc, char **argv, GError **errp)
+{
+    guint64 off, len, i, j;
+
+    if (argc != 3) {
+        g_set_error(errp, G_OPTION_ERROR, 0, "usage: dump OFFSET LENGTH");
+        return RES_USAGE;
+    }
+    if (!check_range(c, argv[1], argv[2], &off, &len, errp)) {
+        return RES_ERROR;
+    }
+    for (i = 0; i < len; i += 16) {
+        printf("%08" G_GINT64_MODIFIER "x ", off + i);
+        for (j = i; j < i + 16; j++) {
+            if (j < len) {
+                printf(" %02x", c->shm[off + j]);
+            } else {
+                printf("   ");
+            }
+        }
+        printf("  |");
+        for (j = i; j < i + 16 && j < len; j++) {
+            printf("%c", g_ascii_isprint(c->shm[off + j]) ?
+                   c->shm[off + j] : '.');
+        }
+        printf("|\n");
+    }
+    return RES_OK;
+}
+
+static Result run_command(Client *c, int argc, char **argv, GError **errp)
+{
+    static const struct {
+        const char *name;
+        Result (*fn)(Client *c, int argc, char **argv, GError **errp);
+    } cmds[] = {
+        { "info", cmd_info },
+        { "ring", cmd_ring },
+        { "wait", cmd_wait },
+        { "read", cmd_read },
+        { "write", cmd_write },
+        { "dump", cmd_dump },
+    };
+    unsigned i;
+
+    for (i = 0; i < G_N_ELEMENTS(cmds); i++) {
+        if (!strcmp(argv[0], cmds[i].name)) {
+            return cmds[i].fn(c, argc, argv, errp);
+        }
+    }
+    g_set_error(errp, G_OPTION_ERROR, 0, "unknown command '%s' (info, ring, "
+                "wait, read, write, dump)", argv[0]);
+    return RES_USAGE;
+}
+
+/* Report a command's result as the last line of its answer */
+static void answer(Result res, GError *err)
+{
+    if (res == RES_OK) {
+        printf("ok\n");
+    } else {
+        printf("%s: %s\n", res == RES_TIMEOUT ? "timeout" : "error",
+               err ? err->message : "failed");
+    }
+    fflush(stdout);
+}
+
+/* --stay: commands from stdin, while following the server */
+static Result interactive(Client *c)
+{
+    struct pollfd pfd[2] = {
+        { .fd = STDIN_FILENO, .events = POLLIN },
+        { .fd = c->sock, .events = POLLIN },
+    };
+    GString *line = g_string_new(NULL);
+    Result last = RES_OK;
+    char buf[4096];
+    ssize_t n;
+
+    for (;;) {
+        if (poll(pfd, c->eof ? 1 : 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        if (!c->eof && pfd[1].revents) {
+            g_autoptr(GError) err = NULL;
+
+            if (!pump(c, &err)) {
+                fprintf(stderr, "ivsh-client: %s\n", err->message);
+                last = RES_ERROR;
+                break;
+            }
+            if (c->eof) {
+                verbose(c, "the server closed the connection");
+            }
+        }
+        if (!pfd[0].revents) {
+            continue;
+        }
+        n = read(STDIN_FILENO, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        g_string_append_len(line, buf, n);
+        while (strchr(line->str, '\n')) {
+            g_autoptr(GError) err = NULL;
+            g_auto(GStrv) argv = NULL;
+            char *nl = strchr(line->str, '\n');
+            g_autofree char *cmd = g_strndup(line->str, nl - line->str);
+            int argc;
+
+            g_string_erase(line, 0, nl - line->str + 1);
+            g_strstrip(cmd);
+            if (!*cmd || cmd[0] == '#') {
+                continue;
+            }
+            if (!strcmp(cmd, "quit")) {
+                g_string_free(line, true);
+                return last;
+            }
+            if (!g_shell_parse_argv(cmd, &argc, &argv, &err)) {
+                last = RES_USAGE;
+            } else {
+                last = run_command(c, argc, argv, &err);
+            }
+            answer(last, err);
+        }
+    }
+    g_string_free(line, true);
+    return last;
+}
+
+static int exit_status(Result res)
+{
+    switch (res) {
+    case RES_OK:
+        return 0;
+    case RES_USAGE:
+        return EXIT_USAGE;
+    case RES_TIMEOUT:
+        return EXIT_TIMEOUT;
+    default:
+        return EXIT_ERROR;
+    }
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static uint32_t fd_budget(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < 128) {
+        return 64;
+    }
+    return MIN(rl.rlim_cur - 64, G_MAXUINT32);
+}
+
+int main(int argc, char **argv)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *vectors = NULL, *settle = NULL, *timeout = NULL;
+    Client c = {
+        .sock = -1, .pending_fd = -1, .shm_fd = -1,
+        .settle_ms = 100, .timeout_ms = 5000,
+    };
+    const GOptionEntry entries[] = {
+        { "socket", 'S', 0, G_OPTION_ARG_FILENAME, &c.socket_path,
+          "The server's unix socket", "PATH" },
+        { "vectors", 'n', 0, G_OPTION_ARG_STRING, &vectors,
+          "The server's vectors per peer, if known (set-up is then "
+          "complete as soon as ours have arrived); more are ignored", "N" },
+        { "settle", 0, 0, G_OPTION_ARG_STRING, &settle,
+          "Without --vectors, set-up is complete MS after our own "
+          "eventfds stop coming (default 100)", "MS" },
+        { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
+          "Deadline for the set-up, and default for wait (default 5000)",
+          "MS" },
+        { "stay", 's', 0, G_OPTION_ARG_NONE, &c.stay,
+          "After COMMAND, if any, read commands from stdin", NULL },
+        { "strict", 0, 0, G_OPTION_ARG_NONE, &c.strict,
+          "Treat any message the decoder ignores as an error", NULL },
+        { "verbose", 'v', 0, G_OPTION_ARG_NONE, &c.verbose,
+          "Report every message on stderr", NULL },
+        { NULL }
+    };
+    g_autoptr(GOptionContext) ctx =
+        g_option_context_new("[COMMAND [ARGS...]] - ivshmem peer");
+    guint64 v;
+    Result res = RES_OK;
+
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_set_strict_posix(ctx, true);
+    g_option_context_set_description(ctx,
+        "Commands:\n"
+        "  info                     own ID, memory size, peers and their "
+        "vectors\n"
+        "  ring PEER VECTOR|all     ring a peer's vector (or all of them)\n"
+        "  wait VECTOR [--count N] [--timeout MS]\n"
+        "                           wait until our VECTOR was rung N times\n"
+        "  read OFFSET LENGTH       copy shared memory to stdout (with "
+        "--stay,\n"
+        "                           a newline follows)\n"
+        "  write OFFSET DATA        copy DATA into shared memory\n"
+        "  dump OFFSET LENGTH       hex dump of shared memory\n"
+        "Numbers take a 0x prefix or a K/M/G suffix.\n"
+        "Exit status: 0 success, 1 error, 2 usage, 3 timeout.\n");
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "ivsh-client: %s\n", err->message);
+        return EXIT_USAGE;
+    }
+    if (vectors) {
+        if (!g_ascii_string_to_unsigned(vectors, 10, 1, IVSH_MAX_VECTORS,
+                                        &v, NULL)) {
+            fprintf(stderr, "ivsh-client: invalid --vectors '%s'\n", vectors);
+            return EXIT_USAGE;
+        }
+        c.vectors = v;
+    }
+    if (settle) {
+        if (!g_ascii_string_to_unsigned(settle, 10, 0, 60000, &v, NULL)) {
+            fprintf(stderr, "ivsh-client: invalid --settle '%s'\n", settle);
+            return EXIT_USAGE;
+        }
+        c.settle_ms = v;
+    }
+    if (timeout) {
+        if (!g_ascii_string_to_unsigned(timeout, 10, 1, G_MAXINT32, &v,
+                                        NULL)) {
+            fprintf(stderr, "ivsh-client: invalid --timeout '%s'\n",
+                    timeout);
+            return EXIT_USAGE;
+        }
+        c.timeout_ms = v;
+    }
+    if (!c.socket_path) {
+        fprintf(stderr, "ivsh-client: --socket is required\n");
+        return EXIT_USAGE;
+    }
+    if (argc < 2 && !c.stay) {
+        fprintf(stderr, "ivsh-client: a command is required (or --stay)\n");
+        return EXIT_USAGE;
+    }
+
+    raise_nofile();
+    ivsh_client_init(&c.dec, c.vectors ? c.vectors : IVSH_MAX_VECTORS,
+                     fd_budget());
+    c.peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                    peer_free);
+    res = setup(&c, &err);
+    if (res == RES_OK) {
+        if (argc >= 2) {
+            res = run_command(&c, argc - 1, argv + 1, &err);
+            if (c.stay) {
+                answer(res, err);
+                g_clear_error(&err);
+            }
+        }
+        if (c.stay) {
+            res = interactive(&c);
+        }
+    }
+    if (err) {
+        fprintf(stderr, "ivsh-client: %s\n", err->message);
+    }
+    fflush(stdout);
+
+    g_hash_table_destroy(c.peers);
+    ivsh_client_destroy(&c.dec);
+    if (c.shm) {
+        munmap(c.shm, c.shm_size);
+    }
+    if (c.shm_fd >= 0) {
+        close(c.shm_fd);
+    }
+    if (c.pending_fd >= 0) {
+        close(c.pending_fd);
+    }
+    if (c.sock >= 0) {
+        close(c.sock);
+    }
+    g_free(c.socket_path);
+    return exit_status(res);
+}
