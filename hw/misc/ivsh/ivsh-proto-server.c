@@ -80,30 +80,7 @@ struct IvshServer {
 static ssize_t default_send(void *opaque, int sock, const void *buf,
                             size_t len, int fd)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    ssize_t n;
-
-    if (fd >= 0) {
-        struct cmsghdr *cmsg;
-
-        memset(&control, 0, sizeof(control));
-        mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
-        cmsg = CMSG_FIRSTHDR(&mh);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-    }
-    do {
-        n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : n;
+    return ivsh_sendmsg(sock, buf, len, fd, MSG_DONTWAIT);
 }
 
 static int default_new_eventfd(void *opaque)

@@ -78,19 +78,17 @@ int64_t ivsh_msg_decode(const uint8_t in[IVSH_MSG_SIZE])
     return (int64_t)v;
 }
 
-int ivsh_msg_send(int sock, int64_t msg, int fd)
+ssize_t ivsh_sendmsg(int sock, const void *buf, size_t len, int fd,
+                     int flags)
 {
-    uint8_t data[IVSH_MSG_SIZE];
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
     } control;
-    struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    size_t done = 0;
     ssize_t n;
 
-    ivsh_msg_encode(msg, data);
     if (fd >= 0) {
         struct cmsghdr *cmsg;
 
@@ -103,19 +101,27 @@ int ivsh_msg_send(int sock, int64_t msg, int fd)
         cmsg->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
     }
+    do {
+        n = sendmsg(sock, &mh, flags | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+int ivsh_msg_send(int sock, int64_t msg, int fd)
+{
+    uint8_t data[IVSH_MSG_SIZE];
+    size_t done = 0;
+    ssize_t n;
+
+    ivsh_msg_encode(msg, data);
     while (done < sizeof(data)) {
-        iov.iov_base = data + done;
-        iov.iov_len = sizeof(data) - done;
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        /* The fd goes with the first byte */
+        n = ivsh_sendmsg(sock, data + done, sizeof(data) - done,
+                         done ? -1 : fd, 0);
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
+            return n;
         }
         done += n;
-        mh.msg_control = NULL;      /* the fd went with the first byte */
-        mh.msg_controllen = 0;
     }
     return 0;
 }

@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <glib.h>
 
 #define IVSH_MSG_SIZE 8
@@ -60,6 +61,13 @@ static inline size_t ivsh_reader_want(const IvshReader *r)
 
 void ivsh_msg_encode(int64_t msg, uint8_t out[IVSH_MSG_SIZE]);
 int64_t ivsh_msg_decode(const uint8_t in[IVSH_MSG_SIZE]);
+
+/*
+ * One sendmsg() of @len bytes with @fd attached unless it is negative;
+ * retried on EINTR, never SIGPIPE.  Returns the bytes sent or -errno.
+ */
+ssize_t ivsh_sendmsg(int sock, const void *buf, size_t len, int fd,
+                     int flags);
 
 /*
  * Send one message, with @fd attached unless it is negative, on a
