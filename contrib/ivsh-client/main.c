@@ -359,45 +359,24 @@ static Result setup(Client *c, GError **errp)
     }
 }
 
+/* A number: hex with 0x, or decimal with ivsh_parse_size()'s suffixes */
 static bool parse_num(const char *str, guint64 max, guint64 *out)
 {
     const char *end = NULL;
     guint64 v;
-    unsigned shift = 0;
-    int base = 10;
 
     if (str[0] == '0' && (str[1] == 'x' || str[1] == 'X')) {
-        base = 16;
-        str += 2;
-    }
-    if (!g_ascii_isxdigit(str[0])) {
-        return false;
-    }
-    errno = 0;
-    v = g_ascii_strtoull(str, (gchar **)&end, base);
-    if (errno || end == str) {
-        return false;
-    }
-    if (base == 10 && *end) {
-        switch (g_ascii_toupper(*end)) {
-        case 'K':
-            shift = 10;
-            break;
-        case 'M':
-            shift = 20;
-            break;
-        case 'G':
-            shift = 30;
-            break;
-        default:
+        if (!g_ascii_isxdigit(str[2])) {
             return false;
         }
-        end++;
-    }
-    if (*end || (shift && v > (G_MAXUINT64 >> shift))) {
+        errno = 0;
+        v = g_ascii_strtoull(str + 2, (gchar **)&end, 16);
+        if (errno || *end) {
+            return false;
+        }
+    } else if (!ivsh_parse_size(str, &v, NULL)) {
         return false;
     }
-    v <<= shift;
     if (v > max) {
         return false;
     }

@@ -46,7 +46,6 @@ typedef struct IvshShm {
  * Parse a size: a decimal number with an optional K, M, G or T suffix
  * (powers of 1024).  Returns false with @errp set on bad input.
  */
-bool ivsh_parse_size(const char *str, uint64_t *size, GError **errp);
 
 /* A size that ivshmem accepts: a power of two, at least 4 KiB */
 bool ivsh_check_size(uint64_t size, GError **errp);

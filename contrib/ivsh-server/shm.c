@@ -32,64 +32,6 @@
 
 #define MIN_SIZE 4096
 
-bool ivsh_parse_size(const char *str, uint64_t *size, GError **errp)
-{
-    const char *end = NULL;
-    guint64 v;
-    unsigned shift = 0;
-
-    if (!g_ascii_isdigit(str[0])) {
-        goto bad;
-    }
-    errno = 0;
-    v = g_ascii_strtoull(str, (gchar **)&end, 10);
-    if (errno || end == str) {
-        goto bad;
-    }
-    switch (g_ascii_toupper(*end)) {
-    case '\0':
-        break;
-    case 'K':
-        shift = 10;
-        break;
-    case 'M':
-        shift = 20;
-        break;
-    case 'G':
-        shift = 30;
-        break;
-    case 'T':
-        shift = 40;
-        break;
-    default:
-        goto bad;
-    }
-    if (*end) {
-        end++;
-        if (*end == 'i' && end[1] == 'B') {
-            end += 2;
-        } else if (*end == 'B') {
-            end++;
-        }
-    }
-    if (*end) {
-        goto bad;
-    }
-    if (shift && v > (G_MAXUINT64 >> shift)) {
-        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                    "size '%s' is too large", str);
-        return false;
-    }
-    *size = v << shift;
-    return true;
-
-bad:
-    g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                "invalid size '%s' (a number of bytes, or with a K, M, "
-                "G or T suffix)", str);
-    return false;
-}
-
 bool ivsh_check_size(uint64_t size, GError **errp)
 {
     uint64_t up;

@@ -75,6 +75,12 @@ ssize_t ivsh_sendmsg(int sock, const void *buf, size_t len, int fd,
  */
 int ivsh_msg_send(int sock, int64_t msg, int fd);
 
+/*
+ * A size for the tools' command lines: decimal bytes with an optional K,
+ * M, G or T suffix (powers of 1024, "KiB" and "KB" spelled out too).
+ */
+bool ivsh_parse_size(const char *str, uint64_t *size, GError **errp);
+
 /* What a message means to the client */
 typedef enum IvshEventKind {
     IVSH_EV_NONE,           /* accepted, nothing to do (version) */
