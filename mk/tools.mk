@@ -30,10 +30,12 @@ IVSH_SERVER_SRCS := contrib/ivsh-server/main.c contrib/ivsh-server/shm.c \
                     $(IVSH_PSERVER_SRC) $(IVSH_PROTO_SRC)
 IVSH_CLIENT_SRCS := contrib/ivsh-client/main.c $(IVSH_PROTO_SRC)
 IVSH_STRESS_SRCS := tests/unit/ivsh/ivsh-stress.c $(IVSH_PROTO_SRC)
-IVSH_TPROTO_SRCS := tests/unit/ivsh/test-ivsh-proto.c $(IVSH_PROTO_SRC)
-IVSH_TSERVER_SRCS := tests/unit/ivsh/test-ivsh-server.c \
+IVSH_UNIT_UTIL := tests/unit/ivsh/unit-util.c
+IVSH_TPROTO_SRCS := tests/unit/ivsh/test-ivsh-proto.c $(IVSH_UNIT_UTIL) \
+                    $(IVSH_PROTO_SRC)
+IVSH_TSERVER_SRCS := tests/unit/ivsh/test-ivsh-server.c $(IVSH_UNIT_UTIL) \
                      $(IVSH_PSERVER_SRC) $(IVSH_PROTO_SRC)
-IVSH_FUZZ_SRCS := tests/unit/ivsh/fuzz-ivsh-proto.c \
+IVSH_FUZZ_SRCS := tests/unit/ivsh/fuzz-ivsh-proto.c $(IVSH_UNIT_UTIL) \
                   $(IVSH_PSERVER_SRC) $(IVSH_PROTO_SRC)
 
 IVSH_TOOLS_BINS := $(IVSH_TOOLS)/ivsh-server $(IVSH_TOOLS)/ivsh-client \

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
+#include "unit-util.h"
 
 #ifndef F_SEAL_WRITE
 #define F_ADD_SEALS 1033
@@ -32,24 +33,6 @@
 #endif
 
 /* ---- helpers ---- */
-
-static unsigned count_fds(void)
-{
-    GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
-    unsigned n = 0;
-
-    g_assert(dir);
-    while (g_dir_read_name(dir)) {
-        n++;
-    }
-    g_dir_close(dir);
-    return n;
-}
-
-static bool fd_is_open(int fd)
-{
-    return fcntl(fd, F_GETFD) >= 0;
-}
 
 static int new_eventfd(void)
 {

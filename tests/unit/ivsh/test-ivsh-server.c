@@ -24,6 +24,7 @@
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
 #include "hw/misc/ivsh-proto-server.h"
+#include "unit-util.h"
 
 /* ---- the fake transport ---- */
 
@@ -54,19 +55,6 @@ typedef struct Env {
     int shm;
     unsigned fds;
 } Env;
-
-static unsigned count_fds(void)
-{
-    GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
-    unsigned n = 0;
-
-    g_assert(dir);
-    while (g_dir_read_name(dir)) {
-        n++;
-    }
-    g_dir_close(dir);
-    return n;
-}
 
 static ssize_t fake_send(void *opaque, int sock, const void *buf, size_t len,
                          int fd)
