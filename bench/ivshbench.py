@@ -11,7 +11,7 @@
 #    eventfds) that rings and is rung like a guest;
 #  - a QMP client (vCPU thread IDs for pinning, KVM statistics);
 #  - the mailbox protocol of the bare-metal test guest
-#    (tests/ivsh-guest/ivsh-guest.h, whose constants are checked against
+#    (guest/baremetal/ivsh-guest.h, whose constants are checked against
 #    the header at start-up) and its latency histogram;
 #  - the host TSC (rdtsc through a 10-byte executable page, calibrated
 #    against CLOCK_MONOTONIC_RAW): the guests time with rdtsc and the
@@ -20,7 +20,7 @@
 # This reimplements the part of ivsh-pingpong the benchmark needs beyond
 # its options (the whole histogram for p90 and the CDF, several copy
 # sizes, host<->VM round trips, many runs with one set-up each) without
-# touching tests/ivsh-guest.
+# touching guest/baremetal.
 #
 # Copyright (c) 2026 The ivsh authors
 
@@ -40,7 +40,7 @@ import struct
 import subprocess
 import time
 
-# --- layout of the shared memory, from tests/ivsh-guest/ivsh-guest.h -------
+# --- layout of the shared memory, from guest/baremetal/ivsh-guest.h -------
 
 IVG_GLOBAL_MAGIC = 0x4c474749
 IVG_SLOT_MAGIC = 0x54534749

@@ -3,7 +3,7 @@
 """make bench: the ivshmem doorbell benchmark (project issue 8).
 
 Compares, on one machine, with one test guest image (the bare-metal
-guest of tests/ivsh-guest, as -bios) and one ivshmem server for every
+guest of guest/baremetal, as -bios) and one ivshmem server for every
 configuration (the project's build/tools/ivsh-server; QEMU's contrib
 server if it is missing, and the output says so):
 
@@ -53,7 +53,7 @@ import report  # noqa: E402
 OURS = os.path.join(ROOT, 'build/qemu/qemu-system-x86_64')
 UPSTREAM = os.path.join(ROOT, 'build/upstream/qemu-system-x86_64')
 GUEST = os.path.join(ROOT, 'build/testguest/ivsh-guest.bin')
-GUEST_H = os.path.join(ROOT, 'tests/ivsh-guest/ivsh-guest.h')
+GUEST_H = os.path.join(ROOT, 'guest/baremetal/ivsh-guest.h')
 IVSH_SERVER = os.path.join(ROOT, 'build/tools/ivsh-server')
 CONTRIB_SERVER = os.path.join(
     ROOT, 'build/upstream/contrib/ivshmem-server/ivshmem-server')

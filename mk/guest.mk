@@ -4,10 +4,10 @@
 #
 #   make guest-image   the Linux test guest: build/guest/vmlinuz and
 #                      build/guest/initrd.img with the ivshmem-guest tool,
-#                      library and driver (guest/image/build.sh; installs
+#                      library and driver (guest/linux/image/build.sh; installs
 #                      the Debian packages it needs; cached: rebuilt only
 #                      when a package version or a source file changes)
-#   make guest-demo    guest/demo-guest.sh with its defaults: two guests
+#   make guest-demo    python3 guest/linux/demo.py with its defaults: two guests
 #                      ringing each other's doorbells
 #
 # "make check" runs scripts/tests.d/60-guest-e2e, which boots the image.
@@ -15,10 +15,10 @@
 .PHONY: guest-image guest-demo
 
 guest-image:
-	@guest/image/build.sh
+	@guest/linux/image/build.sh
 
 guest-demo: guest-image
-	@guest/demo-guest.sh
+	@python3 guest/linux/demo.py
 
 CHECK_DEPS += guest-image
 DEMO_DEPS += guest-image

@@ -1,14 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # The bare-metal ivshmem test guest and its host-side driver
-# (tests/ivsh-guest/), built with the host gcc and binutils:
+# (guest/baremetal/), built with the host gcc and binutils:
 #
 #   make testguest    build/testguest/ivsh-guest.bin   (-bios image, 64 KiB)
 #                     build/testguest/ivsh-pingpong    (host driver)
 #
 # scripts/tests.d/40-testguest runs them from "make check".
 
-TG_SRC := tests/ivsh-guest
+TG_SRC := guest/baremetal
 TG_OUT := build/testguest
 TG_CC ?= gcc
 TG_OBJCOPY ?= objcopy

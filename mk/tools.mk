@@ -18,18 +18,18 @@ IVSH_TOOLS_OBJ := $(IVSH_TOOLS)/obj
 IVSH_TOOLS_CC := gcc
 IVSH_TOOLS_GLIB_CFLAGS = $(shell pkg-config --cflags glib-2.0)
 IVSH_TOOLS_GLIB_LIBS = $(shell pkg-config --libs glib-2.0)
-IVSH_TOOLS_CFLAGS = -std=gnu11 -O2 -g -Wall -Werror -Iinclude \
+IVSH_TOOLS_CFLAGS = -std=gnu11 -O2 -g -Wall -Werror -Iinclude -Icontrib/ivsh-lib \
                     $(IVSH_TOOLS_GLIB_CFLAGS)
 
-IVSH_PROTO_SRC := hw/misc/ivsh/ivsh-proto.c
-IVSH_PSERVER_SRC := hw/misc/ivsh/ivsh-proto-server.c
+IVSH_PROTO_SRC := hw/misc/ivsh/ivsh-proto.c contrib/ivsh-lib/ivsh-io.c
+IVSH_PSERVER_SRC := contrib/ivsh-lib/server-core.c
 
 ivsh_obj = $(patsubst %.c,$(IVSH_TOOLS_OBJ)/%.o,$(1))
 
 IVSH_SERVER_SRCS := contrib/ivsh-server/main.c contrib/ivsh-server/shm.c \
                     $(IVSH_PSERVER_SRC) $(IVSH_PROTO_SRC)
 IVSH_CLIENT_SRCS := contrib/ivsh-client/main.c $(IVSH_PROTO_SRC)
-IVSH_STRESS_SRCS := tests/unit/ivsh/ivsh-stress.c $(IVSH_PROTO_SRC)
+IVSH_STRESS_SRCS := bench/stress/ivsh-stress.c $(IVSH_PROTO_SRC)
 IVSH_UNIT_UTIL := tests/unit/ivsh/unit-util.c
 IVSH_TPROTO_SRCS := tests/unit/ivsh/test-ivsh-proto.c $(IVSH_UNIT_UTIL) \
                     $(IVSH_PROTO_SRC)
@@ -67,7 +67,7 @@ $(IVSH_TOOLS_BINS):
                     $(IVSH_TOOLS_OBJ)/*/*/*/*.d)
 
 bench-server: tools
-	@tests/unit/ivsh/bench-server.py
+	@bench/stress/bench-server.py
 
 # Optional: clang's libFuzzer with ASan and UBSan (Debian's clang package).
 # Run: build/tools/fuzz-ivsh-proto-libfuzzer tests/unit/ivsh/fuzz-corpus

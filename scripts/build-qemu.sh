@@ -32,8 +32,11 @@ esac
 
 pristine=$("$top/scripts/fetch-qemu.sh")
 
-# Directories of the project that mirror QEMU's tree.
-OVERLAY_DIRS="hw include tests docs contrib"
+# The project's directories that QEMU's build uses: the devices, their
+# headers, the qtests (with the host library their in-test server links)
+# and the docs.  The tools, guests and benchmarks are built by the
+# project's own meson.build, outside QEMU's tree.
+OVERLAY_DIRS="hw include tests/qtest/ivsh docs contrib/ivsh-lib"
 
 sync_pristine() {
     if [ "$(cat "$T/.pristine" 2>/dev/null)" = "$pristine" ] && [ -d "$T/src" ]; then

@@ -11,5 +11,5 @@
 #   make demo [TYPE=doorbell|legacy|legacy-intx|plain] [VMS=2]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-exec "$top/guest/demo-guest.sh" --type "${TYPE:-doorbell}" \
+exec python3 "$top/guest/linux/demo.py" --type "${TYPE:-doorbell}" \
     --vms "${VMS:-2}" --qemu "$top/build/qemu/qemu-system-x86_64" "$@"

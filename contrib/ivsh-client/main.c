@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
+#include "ivsh-io.h"
 
 #define EXIT_ERROR 1
 #define EXIT_USAGE 2

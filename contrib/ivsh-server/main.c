@@ -4,7 +4,7 @@
  * Speaks protocol v0 (docs/specs/ivshmem-spec.rst, "Server protocol")
  * to QEMU's ivshmem-doorbell, QEMU's contrib ivshmem-client and
  * ivsh-client.  The protocol logic (peer table, eventfds, fan-out, send
- * queues) is in hw/misc/ivsh/ivsh-proto-server.c; this file is the
+ * queues) is in contrib/ivsh-lib/server-core.c; this file is the
  * program around it: options, shared memory, the listening socket,
  * an epoll loop, signals and the status socket.  docs/tools/ivsh-server.rst
  * is the manual.
@@ -47,7 +47,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include "hw/misc/ivsh-regs.h"
-#include "hw/misc/ivsh-proto-server.h"
+#include "ivsh-io.h"
+#include "server-core.h"
 #include "ivsh-server.h"
 
 #define MAX_VECTORS 1024

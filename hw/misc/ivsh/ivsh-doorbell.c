@@ -18,7 +18,7 @@
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "migration/vmstate.h"
-#include "hw/misc/ivsh.h"
+#include "ivsh-internal.h"
 #include "hw/misc/ivsh-regs.h"
 
 static void ivsh_doorbell_realize(PCIDevice *pdev, Error **errp)
@@ -31,7 +31,7 @@ static void ivsh_doorbell_realize(PCIDevice *pdev, Error **errp)
         return;
     }
     s->msi = true;
-    if (!ivsh_server_connect(s, 0, errp)) {
+    if (!ivsh_conn_connect(s, 0, errp)) {
         goto fail;
     }
     if (s->master == ON_OFF_AUTO_ON && s->vm_id != 0) {
@@ -45,18 +45,18 @@ static void ivsh_doorbell_realize(PCIDevice *pdev, Error **errp)
         !ivsh_realize_common(s, PCI_BASE_ADDRESS_MEM_TYPE_64, errp)) {
         goto fail;
     }
-    ivsh_server_start(s);
+    ivsh_conn_start(s);
     return;
 
 fail:
-    ivsh_server_cleanup(s);
+    ivsh_conn_cleanup(s);
 }
 
 static void ivsh_doorbell_exit(PCIDevice *pdev)
 {
     IvshState *s = IVSH_COMMON(pdev);
 
-    ivsh_server_cleanup(s);
+    ivsh_conn_cleanup(s);
     ivsh_exit_common(s);
 }
 
@@ -66,7 +66,7 @@ static const VMStateDescription ivsh_doorbell_vmsd = {
     .version_id = 0,
     .minimum_version_id = 0,
     .pre_load = ivsh_pre_load,
-    .post_load = ivsh_doorbell_post_load,
+    .post_load = ivsh_peers_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_PCI_DEVICE(parent_obj, IvshState),
         VMSTATE_MSIX(parent_obj, IvshState),
@@ -95,8 +95,9 @@ static void ivsh_doorbell_class_init(ObjectClass *oc, void *data)
 
     k->realize = ivsh_doorbell_realize;
     k->exit = ivsh_doorbell_exit;
-    k->config_write = ivsh_doorbell_write_config;
+    k->config_write = ivsh_peers_write_config;
     ic->doorbell = ivsh_doorbell_ring;
+    ic->reset_peers = ivsh_interrupts_reset;
     dc->vmsd = &ivsh_doorbell_vmsd;
     dc->desc = "Inter-VM shared memory with doorbells (ivshmem server)";
     device_class_set_props(dc, ivsh_doorbell_properties);

@@ -36,7 +36,7 @@
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "migration/vmstate.h"
-#include "hw/misc/ivsh.h"
+#include "ivsh-internal.h"
 #include "hw/misc/ivsh-regs.h"
 
 #define IVSH_LEGACY_DEFAULT_SIZE (4 * MiB)
@@ -209,7 +209,7 @@ static void ivsh_legacy_realize(PCIDevice *pdev, Error **errp)
             return;
         }
     } else if (chr) {
-        if (!ivsh_server_connect(s, size, errp)) {
+        if (!ivsh_conn_connect(s, size, errp)) {
             goto fail;
         }
     } else if (!ivsh_legacy_shm(s, size, errp)) {
@@ -226,12 +226,12 @@ static void ivsh_legacy_realize(PCIDevice *pdev, Error **errp)
         goto fail;
     }
     if (chr) {
-        ivsh_server_start(s);
+        ivsh_conn_start(s);
     }
     return;
 
 fail:
-    ivsh_server_cleanup(s);
+    ivsh_conn_cleanup(s);
     ivsh_release_memdev(s);
 }
 
@@ -239,7 +239,7 @@ static void ivsh_legacy_exit(PCIDevice *pdev)
 {
     IvshState *s = IVSH_COMMON(pdev);
 
-    ivsh_server_cleanup(s);
+    ivsh_conn_cleanup(s);
     ivsh_exit_common(s);
     ivsh_release_memdev(s);
 }
@@ -257,7 +257,7 @@ static const VMStateDescription ivsh_legacy_vmsd = {
     .version_id = 1,
     .minimum_version_id = 1,
     .pre_load = ivsh_pre_load,
-    .post_load = ivsh_doorbell_post_load,
+    .post_load = ivsh_peers_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_PCI_DEVICE(parent_obj, IvshState),
         VMSTATE_MSIX_TEST(parent_obj, IvshState, ivsh_legacy_has_msix),
@@ -295,9 +295,10 @@ static void ivsh_legacy_class_init(ObjectClass *oc, void *data)
 
     k->realize = ivsh_legacy_realize;
     k->exit = ivsh_legacy_exit;
-    k->config_write = ivsh_doorbell_write_config;
+    k->config_write = ivsh_peers_write_config;
     k->revision = IVSH_PCI_REVISION_LEGACY;
     ic->doorbell = ivsh_doorbell_ring;
+    ic->reset_peers = ivsh_interrupts_reset;
     dc->vmsd = &ivsh_legacy_vmsd;
     dc->desc = "Inter-VM shared memory (original interface)";
     device_class_set_props(dc, ivsh_legacy_properties);

@@ -25,7 +25,7 @@
 #include "hw/registerfields.h"
 #include "migration/blocker.h"
 #include "migration/vmstate.h"
-#include "hw/misc/ivsh.h"
+#include "ivsh-internal.h"
 #include "hw/misc/ivsh-regs.h"
 #include "trace.h"
 
@@ -285,7 +285,9 @@ static void ivsh_reset_hold(Object *obj, ResetType type)
     s->intrstatus = 0;
     s->intrmask = 0;
     ivsh_update_intx(s);
-    ivsh_interrupts_reset(s);
+    if (ic->reset_peers) {
+        ic->reset_peers(s);
+    }
     trace_ivsh_reset(s->vm_id);
 }
 

@@ -39,7 +39,7 @@
 #include "hw/pci/msix.h"
 #include "system/kvm.h"
 #include "system/runstate.h"
-#include "hw/misc/ivsh.h"
+#include "ivsh-internal.h"
 #include "hw/misc/ivsh-regs.h"
 #include "trace.h"
 
@@ -205,7 +205,7 @@ static void ivsh_irqfd_disable(IvshState *s)
     }
 }
 
-void ivsh_doorbell_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
+void ivsh_peers_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
                                 int len)
 {
     IvshState *s = IVSH_COMMON(pdev);
@@ -340,7 +340,7 @@ void ivsh_doorbell_ring(IvshState *s, uint16_t peer, uint16_t vector)
 }
 
 /* Act on one message the decoder accepted after set-up */
-static void ivsh_server_event(IvshState *s, const IvshEvent *ev)
+static void ivsh_conn_event(IvshState *s, const IvshEvent *ev)
 {
     IvshPeer *p;
 
@@ -360,15 +360,15 @@ static void ivsh_server_event(IvshState *s, const IvshEvent *ev)
     }
 }
 
-static void ivsh_server_msg(IvshState *s, int64_t msg, int fd)
+static void ivsh_conn_msg(IvshState *s, int64_t msg, int fd)
 {
     g_autoptr(GError) err = NULL;
     IvshEvent ev;
 
-    trace_ivsh_server_msg(msg, fd);
+    trace_ivsh_conn_msg(msg, fd);
     switch (ivsh_client_handle(&s->client, msg, fd, &ev, &err)) {
     case IVSH_OK:
-        ivsh_server_event(s, &ev);
+        ivsh_conn_event(s, &ev);
         break;
     case IVSH_DROP:
         error_report("%s: %s", ivsh_name(s), err->message);
@@ -383,14 +383,14 @@ static void ivsh_server_msg(IvshState *s, int64_t msg, int fd)
     }
 }
 
-static int ivsh_server_can_receive(void *opaque)
+static int ivsh_conn_can_receive(void *opaque)
 {
     IvshState *s = opaque;
 
     return s->server_broken ? 0 : ivsh_reader_want(&s->reader);
 }
 
-static void ivsh_server_read(void *opaque, const uint8_t *buf, int size)
+static void ivsh_conn_read(void *opaque, const uint8_t *buf, int size)
 {
     IvshState *s = opaque;
     bool complete;
@@ -402,12 +402,12 @@ static void ivsh_server_read(void *opaque, const uint8_t *buf, int size)
         buf += n;
         size -= n;
         if (complete) {
-            ivsh_server_msg(s, msg, qemu_chr_fe_get_msgfd(&s->server_chr));
+            ivsh_conn_msg(s, msg, qemu_chr_fe_get_msgfd(&s->server_chr));
         }
     }
 }
 
-static void ivsh_server_chr_event(void *opaque, QEMUChrEvent event)
+static void ivsh_conn_chr_event(void *opaque, QEMUChrEvent event)
 {
     IvshState *s = opaque;
 
@@ -488,7 +488,7 @@ static bool ivsh_chr_check(IvshState *s, int *sock, Error **errp)
  * Connect to the server: read the set-up messages and map the shared
  * memory, @map_size bytes of it (0: all).
  */
-bool ivsh_server_connect(IvshState *s, uint64_t map_size, Error **errp)
+bool ivsh_conn_connect(IvshState *s, uint64_t map_size, Error **errp)
 {
     int64_t deadline = g_get_monotonic_time() / 1000 + s->setup_timeout_ms;
     g_autoptr(GError) err = NULL;
@@ -507,7 +507,7 @@ bool ivsh_server_connect(IvshState *s, uint64_t map_size, Error **errp)
         if (!ivsh_setup_recv(s, sock, deadline, &msg, &fd, errp)) {
             return false;
         }
-        trace_ivsh_server_msg(msg, fd);
+        trace_ivsh_conn_msg(msg, fd);
         if (ivsh_client_handle(&s->client, msg, fd, &ev, &err) != IVSH_OK) {
             error_setg(errp, "%s", err->message);
             return false;
@@ -533,7 +533,7 @@ bool ivsh_server_connect(IvshState *s, uint64_t map_size, Error **errp)
     if (!ivsh_map_fd(s, shm_fd, map_size ? map_size : shm_size, errp)) {
         return false;
     }
-    trace_ivsh_server_connected(s->vm_id, shm_size);
+    trace_ivsh_conn_connected(s->vm_id, shm_size);
     return true;
 }
 
@@ -568,12 +568,12 @@ static void ivsh_shutdown_notify(Notifier *n, void *opaque)
 }
 
 /* Start reading the server's messages after set-up. */
-void ivsh_server_start(IvshState *s)
+void ivsh_conn_start(IvshState *s)
 {
     s->shutdown_notifier.notify = ivsh_shutdown_notify;
     qemu_register_shutdown_notifier(&s->shutdown_notifier);
-    qemu_chr_fe_set_handlers(&s->server_chr, ivsh_server_can_receive,
-                             ivsh_server_read, ivsh_server_chr_event, NULL,
+    qemu_chr_fe_set_handlers(&s->server_chr, ivsh_conn_can_receive,
+                             ivsh_conn_read, ivsh_conn_chr_event, NULL,
                              s, NULL, true);
 }
 
@@ -595,7 +595,7 @@ void ivsh_interrupts_reset(IvshState *s)
     }
 }
 
-int ivsh_doorbell_post_load(void *opaque, int version_id)
+int ivsh_peers_post_load(void *opaque, int version_id)
 {
     IvshState *s = opaque;
 
@@ -608,7 +608,7 @@ int ivsh_doorbell_post_load(void *opaque, int version_id)
 }
 
 /* Undo everything of this file; copes with a half set-up device. */
-void ivsh_server_cleanup(IvshState *s)
+void ivsh_conn_cleanup(IvshState *s)
 {
     GHashTableIter it;
     gpointer value;

@@ -17,7 +17,7 @@
 #include "hw/pci/pci.h"
 #include "hw/qdev-properties.h"
 #include "migration/vmstate.h"
-#include "hw/misc/ivsh.h"
+#include "ivsh-internal.h"
 
 static void ivsh_plain_realize(PCIDevice *pdev, Error **errp)
 {

@@ -62,25 +62,6 @@ static inline size_t ivsh_reader_want(const IvshReader *r)
 void ivsh_msg_encode(int64_t msg, uint8_t out[IVSH_MSG_SIZE]);
 int64_t ivsh_msg_decode(const uint8_t in[IVSH_MSG_SIZE]);
 
-/*
- * One sendmsg() of @len bytes with @fd attached unless it is negative;
- * retried on EINTR, never SIGPIPE.  Returns the bytes sent or -errno.
- */
-ssize_t ivsh_sendmsg(int sock, const void *buf, size_t len, int fd,
-                     int flags);
-
-/*
- * Send one message, with @fd attached unless it is negative, on a
- * blocking stream socket.  Returns 0, or a negative errno.
- */
-int ivsh_msg_send(int sock, int64_t msg, int fd);
-
-/*
- * A size for the tools' command lines: decimal bytes with an optional K,
- * M, G or T suffix (powers of 1024, "KiB" and "KB" spelled out too).
- */
-bool ivsh_parse_size(const char *str, uint64_t *size, GError **errp);
-
 /* What a message means to the client */
 typedef enum IvshEventKind {
     IVSH_EV_NONE,           /* accepted, nothing to do (version) */

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include "hw/misc/ivsh-proto.h"
+#include "ivsh-io.h"
 #include "ivsh-tserver.h"
 
 #define TS_MAX_PEERS 64

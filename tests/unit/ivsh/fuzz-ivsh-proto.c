@@ -45,7 +45,8 @@
 #include <sys/mman.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
-#include "hw/misc/ivsh-proto-server.h"
+#include "ivsh-io.h"
+#include "server-core.h"
 #include "unit-util.h"
 
 #ifndef F_SEAL_WRITE

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
+#include "ivsh-io.h"
 #include "unit-util.h"
 
 #ifndef F_SEAL_WRITE

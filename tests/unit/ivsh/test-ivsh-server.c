@@ -1,5 +1,5 @@
 /*
- * Unit tests for the ivshmem server core (hw/misc/ivsh/ivsh-proto-server.c)
+ * Unit tests for the ivshmem server core (contrib/ivsh-lib/server-core.c)
  *
  * Most cases run the core without sockets: a fake transport records
  * what each client would receive and can refuse (full socket), fail
@@ -23,7 +23,8 @@
 #include <sys/socket.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
-#include "hw/misc/ivsh-proto-server.h"
+#include "ivsh-io.h"
+#include "server-core.h"
 #include "unit-util.h"
 
 /* ---- the fake transport ---- */

@@ -1,7 +1,7 @@
 /*
  * ivshmem server protocol v0: the server side
  *
- * See include/hw/misc/ivsh-proto-server.h.  Plain C and GLib, built
+ * See contrib/ivsh-lib/server-core.h.  Plain C and GLib, built
  * outside QEMU for the server, the unit tests and the fuzzer.
  *
  * Invariant behind the fan-out: while peers X and Y are both in the
@@ -23,7 +23,8 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include "hw/misc/ivsh-regs.h"
-#include "hw/misc/ivsh-proto-server.h"
+#include "ivsh-io.h"
+#include "server-core.h"
 
 #define NR_IDS (IVSH_MAX_PEER_ID + 1)
 

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Run Linux test guests with ivshmem devices under TCG.
 
-Used by scripts/tests.d/60-guest-e2e and guest/demo-guest.sh.  A Session
+Used by scripts/tests.d/60-guest-e2e and guest/linux/demo.py.  A Session
 owns every process, shared-memory object and temporary file it creates and
 removes them all in cleanup(), also after a failure or a signal.
 
-Guests boot build/guest/{vmlinuz,initrd.img} (see guest/image/build.sh).
+Guests boot build/guest/{vmlinuz,initrd.img} (see guest/linux/image/build.sh).
 Each gets a shell script through -fw_cfg name=opt/ivsh/script; its output
 arrives on the serial console (a file here) between IVSH-SCRIPT-BEGIN and
 IVSH-SCRIPT-END rc=N.  Waits are for those markers or process exit, each
@@ -61,7 +61,7 @@ def _die_with_parent():
 
 
 def load_image(guest_dir=GUEST_DIR):
-    """The image description written by guest/image/build.sh."""
+    """The image description written by guest/linux/image/build.sh."""
     env = {}
     path = os.path.join(guest_dir, "image.env")
     if not os.path.exists(path):

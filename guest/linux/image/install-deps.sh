@@ -4,8 +4,8 @@
 # Install the host packages the guest image build needs, on Debian 12 as
 # root (modeled on scripts/install-deps.sh):
 #
-#   guest/image/install-deps.sh               compiler, libpci, cpio ...
-#   guest/image/install-deps.sh KPKG VERSION  also the kernel headers that
+#   guest/linux/image/install-deps.sh               compiler, libpci, cpio ...
+#   guest/linux/image/install-deps.sh KPKG VERSION  also the kernel headers that
 #                                             match linux-image KPKG=VERSION
 #
 # Runs "apt-get update" only when a package is unknown to apt.  Quiet and

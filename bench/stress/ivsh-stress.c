@@ -45,6 +45,7 @@
 #include <sys/un.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
+#include "ivsh-io.h"
 
 typedef struct Conn {
     int sock;

@@ -41,8 +41,8 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
-#ifndef HW_MISC_IVSH_PROTO_SERVER_H
-#define HW_MISC_IVSH_PROTO_SERVER_H
+#ifndef IVSH_SERVER_CORE_H
+#define IVSH_SERVER_CORE_H
 
 #include <sys/types.h>
 #include "hw/misc/ivsh-proto.h"

@@ -2,7 +2,7 @@
  * ivsh-pingpong: drive the ivshmem test guest from the host
  *
  * Starts an ivshmem server, joins it as a peer, starts one or two QEMUs
- * running the bare-metal test guest (tests/ivsh-guest/guest/) and
+ * running the bare-metal test guest (guest/baremetal/guest/) and
  * commands them through their mailboxes in the shared memory:
  *
  *   pingpong  (default) two guests: B responds, A runs N round trips and

@@ -8,9 +8,9 @@
 #                               ivshmem-guest tool and the shared libraries
 #                               it needs, the ivshmem-guest, uio,
 #                               uio_pci_generic and qemu_fw_cfg modules,
-#                               and guest/image/init
-#   build/guest/bin/ivshmem-guest, build/guest/lib/libivshmem-guest.a,
-#   build/guest/module/ivshmem-guest.ko
+#                               and guest/linux/image/init
+#   build/guest/bin/ivshmem-guest, build/guest/linux/lib/libivshmem-guest.a,
+#   build/guest/linux/module/ivshmem-guest.ko
 #   build/guest/image.env       KERNEL=, INITRD=, KERNEL_PKG=, ... for tests
 #
 # The kernel and busybox come from Debian packages downloaded with
@@ -30,7 +30,7 @@ out=${IVSH_GUEST_OUT:-$top/build/guest}
 cache=$out/cache
 say() { echo "guest-image: $*"; }
 
-"$top/guest/image/install-deps.sh"
+"$top/guest/linux/image/install-deps.sh"
 
 # --- the kernel and busybox packages ---------------------------------------
 
@@ -86,7 +86,7 @@ kabi=${kpkg#linux-image-}
 srcs=(include/hw/misc/ivsh-regs.h)
 while IFS= read -r f; do
     srcs+=("$f")
-done < <(cd "$top" && find guest/lib guest/tools guest/module guest/image \
+done < <(cd "$top" && find guest/linux/lib guest/linux/tools guest/linux/module guest/linux/image \
              -type f ! -name '*~' | LC_ALL=C sort)
 
 libpkgs=$(cat "$out/libpkgs" 2>/dev/null || echo "libc6 libpci3")
@@ -123,7 +123,7 @@ apt_retry() {
     IVSH_GUEST_APT_RETRY=1 exec "$0"
 }
 
-"$top/guest/image/install-deps.sh" "$kpkg" "$kver" ||
+"$top/guest/linux/image/install-deps.sh" "$kpkg" "$kver" ||
     apt_retry "installing linux-headers-$kabi=$kver"
 hdrs=/usr/src/linux-headers-$kabi
 if [ ! -f "$hdrs/Makefile" ]; then
@@ -136,12 +136,12 @@ fi
 say "building libivshmem-guest and ivshmem-guest"
 mkdir -p "$out/obj" "$out/lib" "$out/bin"
 CFLAGS=(-std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror
-        -D_GNU_SOURCE -I"$top/include" -I"$top/guest/lib"
-        -I"$top/guest/module")
-gcc "${CFLAGS[@]}" -c "$top/guest/lib/ivshmem-guest.c" \
+        -D_GNU_SOURCE -I"$top/include" -I"$top/guest/linux/lib"
+        -I"$top/guest/linux/module")
+gcc "${CFLAGS[@]}" -c "$top/guest/linux/lib/ivshmem-guest.c" \
     -o "$out/obj/libivshmem-guest.o"
 ar rcs "$out/lib/libivshmem-guest.a" "$out/obj/libivshmem-guest.o"
-gcc "${CFLAGS[@]}" "$top/guest/tools/ivshmem-guest.c" \
+gcc "${CFLAGS[@]}" "$top/guest/linux/tools/ivshmem-guest.c" \
     -L"$out/lib" -livshmem-guest -lpci -o "$out/bin/ivshmem-guest"
 
 # --- module ----------------------------------------------------------------
@@ -149,8 +149,8 @@ gcc "${CFLAGS[@]}" "$top/guest/tools/ivshmem-guest.c" \
 say "building ivshmem-guest.ko against linux-headers-$kabi"
 rm -rf "$out/module"
 mkdir -p "$out/module"
-cp "$top/guest/module/Kbuild" "$top/guest/module/ivshmem-guest.c" \
-   "$top/guest/module/ivshmem-guest-uapi.h" "$out/module/"
+cp "$top/guest/linux/module/Kbuild" "$top/guest/linux/module/ivshmem-guest.c" \
+   "$top/guest/linux/module/ivshmem-guest-uapi.h" "$out/module/"
 make -s -C "$hdrs" M="$out/module" modules >"$out/module/build.log" 2>&1 || {
     cat "$out/module/build.log" >&2
     exit 1
@@ -263,7 +263,7 @@ done < <(ldd "$out/bin/ivshmem-guest" | awk '/=> \// { print $3 } /^\t\// { prin
 printf '%s\n' "${pkgs[@]}" | LC_ALL=C sort -u | tr '\n' ' ' > "$out/libpkgs"
 libpkgs=$(cat "$out/libpkgs")
 
-install -m 0755 "$top/guest/image/init" "$root/init"
+install -m 0755 "$top/guest/linux/image/init" "$root/init"
 {
     echo "kernel: $kpkg $kver"
     echo "busybox: busybox-static $bbver"

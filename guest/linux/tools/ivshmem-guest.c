@@ -2,7 +2,7 @@
  * ivshmem-guest: command line tool for the inter-VM shared memory device,
  * run inside a Linux guest
  *
- * A thin front end to libivshmem-guest (guest/lib/ivshmem-guest.h): every
+ * A thin front end to libivshmem-guest (guest/linux/lib/ivshmem-guest.h): every
  * command opens the device (-d BDF, else the first one), does one thing
  * and reports it in one line or a few; errors are one line on stderr and
  * the exit status says what went wrong (see usage()).

@@ -3,7 +3,7 @@
  *
  * After reset the guest finds the ivshmem device, maps its BARs, routes
  * its interrupts (MSI-X, or INTx through the IO-APIC), publishes itself
- * in its slot of the shared memory (tests/ivsh-guest/ivsh-guest.h) and
+ * in its slot of the shared memory (guest/baremetal/ivsh-guest.h) and
  * then either runs what fw_cfg file IVG_FWCFG_RUN names ("probe",
  * "boot", "selftest") or serves commands from its mailbox forever.
  * Every wait is "sti; hlt" with an APIC timer deadline.

@@ -1,8 +1,8 @@
 /*
  * ivshmem test guest: layout of the shared memory it works in
  *
- * Shared by the bare-metal test guest (tests/ivsh-guest/guest/) and the
- * host-side driver (tests/ivsh-guest/host/).  The guest is 32-bit and
+ * Shared by the bare-metal test guest (guest/baremetal/guest/) and the
+ * host-side driver (guest/baremetal/host/).  The guest is 32-bit and
  * the host 64-bit, so every field is a fixed-width integer at an offset
  * checked below, and 64-bit fields sit at 8-byte aligned offsets.
  *

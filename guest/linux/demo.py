@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Demo: Linux guests find their ivshmem device, exchange messages through
 the shared memory and ring each other's doorbells.  Run through
-guest/demo-guest.sh; see --help."""
+make demo (scripts/demo.sh); see --help."""
 
 import argparse
 import os
@@ -70,7 +70,7 @@ say "guest kernel $(ivshmem-guest irqs)"
 
 def main():
     ap = argparse.ArgumentParser(
-        prog="demo-guest.sh",
+        prog="guest/linux/demo.py",
         description="Boot VMS Linux guests with an ivshmem device of TYPE "
                     "and show them finding the device, exchanging messages "
                     "through the shared memory and ringing each other's "

@@ -1,0 +1,109 @@
+/*
+ * Inter-VM shared memory PCI devices: internal state and interfaces
+ *
+ * Shared by the files of hw/misc/ivsh/ only; the QOM type names are in
+ * include/hw/misc/ivsh.h.
+ *
+ * Copyright (c) 2026 The ivsh authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_MISC_IVSH_INTERNAL_H
+#define HW_MISC_IVSH_INTERNAL_H
+
+#include "hw/pci/pci_device.h"
+#include "system/hostmem.h"
+#include "chardev/char-fe.h"
+#include "qapi/qapi-types-common.h"
+#include "hw/misc/ivsh.h"
+#include "hw/misc/ivsh-proto.h"
+
+typedef struct IvshPeer IvshPeer;
+
+/* One of our own interrupt vectors */
+typedef struct IvshVector {
+    IvshState *s;
+    uint32_t nr;
+    int virq;                   /* KVM MSI route, or -1 */
+    bool irqfd;                 /* irqfd attached to the route */
+    bool handler;               /* userspace fd handler installed */
+} IvshVector;
+
+struct IvshState {
+    PCIDevice parent_obj;
+
+    /* properties */
+    HostMemoryBackend *hostmem;
+    CharBackend server_chr;
+    OnOffAuto master;
+    uint32_t vectors;
+    bool ioeventfd;
+    bool msi;                   /* MSI-X, or INTx on the legacy device */
+    uint32_t setup_timeout_ms;
+    char *size_str;             /* legacy: size, shm, role, use64 */
+    char *shm_name;
+    char *role;
+    uint32_t use64;
+    uint32_t ioeventfd_budget;
+    uint32_t max_eventfds;
+
+    /* guest registers (migrated) */
+    uint32_t intrstatus;
+    uint32_t intrmask;
+    uint32_t vm_id;             /* IVPosition */
+
+    /* host resources */
+    MemoryRegion mmio;          /* BAR0 */
+    MemoryRegion *shm;          /* BAR2, owned by a backend or the device */
+    bool shm_ram_registered;
+    Error *migration_blocker;
+
+    /* the ivshmem server connection (doorbell and legacy devices) */
+    IvshClient client;
+    IvshReader reader;
+    bool server_broken;         /* stopped reading from the server */
+    bool server_gone;
+    bool shutting_down;         /* QEMU is exiting: not the server's doing */
+    Notifier shutdown_notifier;
+    MemoryRegion fd_shm;        /* BAR2 from an fd: server or shm= */
+    GHashTable *peers;          /* peer ID -> IvshPeer */
+    IvshVector *msi_vectors;    /* [vectors] */
+    bool irqfd_active;
+    uint32_t nr_ioeventfds;
+    bool ioeventfd_budget_warned;
+};
+
+struct IvshClass {
+    PCIDeviceClass parent_class;
+
+    ResettablePhases parent_phases;
+    /* Doorbell register write, NULL when the type has no peers */
+    void (*doorbell)(IvshState *s, uint16_t peer, uint16_t vector);
+    /* Device reset of the interrupt state, NULL when no peers */
+    void (*reset_peers)(IvshState *s);
+};
+
+/* Shared by the device types (hw/misc/ivsh/ivsh-pci.c) */
+bool ivsh_check_shm_size(IvshState *s, const char *what, uint64_t size,
+                         Error **errp);
+bool ivsh_use_memdev(IvshState *s, Error **errp);
+void ivsh_release_memdev(IvshState *s);
+bool ivsh_map_fd(IvshState *s, int fd, uint64_t size, Error **errp);
+bool ivsh_realize_common(IvshState *s, uint8_t bar2_type, Error **errp);
+void ivsh_exit_common(IvshState *s);
+int ivsh_pre_load(void *opaque);
+void ivsh_update_intx(IvshState *s);
+
+/* The server connection and doorbells (hw/misc/ivsh/ivsh-peers.c) */
+bool ivsh_conn_connect(IvshState *s, uint64_t map_size, Error **errp);
+bool ivsh_interrupts_init(IvshState *s, Error **errp);
+void ivsh_conn_start(IvshState *s);
+void ivsh_conn_cleanup(IvshState *s);
+void ivsh_interrupts_reset(IvshState *s);
+void ivsh_doorbell_ring(IvshState *s, uint16_t peer, uint16_t vector);
+void ivsh_peers_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
+                                int len);
+int ivsh_peers_post_load(void *opaque, int version_id);
+
+#endif
