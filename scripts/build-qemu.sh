@@ -6,6 +6,9 @@
 #   build-qemu.sh ours        the project's tree laid over QEMU, with the
 #                             hooks applied -> build/qemu/
 #   build-qemu.sh upstream    QEMU as it is, for comparisons -> build/upstream/
+#   build-qemu.sh asan        the project's tree with clang-14, ASan, UBSan
+#                             and libFuzzer (qemu-fuzz-x86_64, the qtests)
+#                             -> build/qemu-asan/
 #
 # Layout (same relative paths for both, so ccache shares objects):
 #   build/trees/<flavour>/src     copy of the pristine source (+ overlay)
@@ -27,6 +30,7 @@ mkdir -p "$T" "$B/logs"
 case "$flavour" in
 ours) link=qemu ;;
 upstream) link=upstream ;;
+asan) link=qemu-asan ;;
 *) echo "build-qemu: unknown flavour '$flavour'" >&2; exit 2 ;;
 esac
 
@@ -36,7 +40,7 @@ pristine=$("$top/scripts/fetch-qemu.sh")
 # headers, the qtests (with the host library their in-test server links)
 # and the docs.  The tools, guests and benchmarks are built by the
 # project's own meson.build, outside QEMU's tree.
-OVERLAY_DIRS="hw include tests/qtest/ivsh docs contrib/ivsh-lib"
+OVERLAY_DIRS="hw include tests/qtest/ivsh tests/qtest/fuzz docs contrib/ivsh-lib"
 
 sync_pristine() {
     if [ "$(cat "$T/.pristine" 2>/dev/null)" = "$pristine" ] && [ -d "$T/src" ]; then
@@ -118,6 +122,11 @@ hook_files() {
     hook meson.build after 'trace_events_subdirs = [' "  'hw/misc/ivsh',"
     # The project's qtests, registered after QEMU's own test loop.
     hook tests/qtest/meson.build append "subdir('ivsh')"
+    # The project's fuzz target (tests/qtest/fuzz/ivsh_fuzz.c), asan only.
+    if [ "$flavour" = asan ]; then
+        hook tests/qtest/fuzz/meson.build append \
+            "specific_fuzz_ss.add(when: 'CONFIG_IVSH_PCI', if_true: files('ivsh_fuzz.c'))"
+    fi
 }
 
 # Compile through ccache: QEMU's configure hands meson a plain "cc", so
@@ -130,6 +139,15 @@ export CCACHE_BASEDIR=$B/trees CCACHE_NOHASHDIR=1
 CONFIGURE_OPTS=(--target-list=x86_64-softmmu --without-default-features
     --enable-kvm --enable-tools --disable-docs --disable-install-blobs
     --disable-download --enable-werror --python=/usr/bin/python3)
+if [ "$flavour" = asan ]; then
+    # UBSan aborts on the first report; no tools (the project's own meson
+    # builds those with sanitizers).
+    CONFIGURE_OPTS=(--target-list=x86_64-softmmu --without-default-features
+        --enable-kvm --disable-tools --disable-docs --disable-install-blobs
+        --disable-download --disable-werror --python=/usr/bin/python3
+        --cc=clang-14 --cxx=clang++-14 --enable-fuzzing --enable-asan
+        --enable-ubsan --extra-cflags=-fno-sanitize-recover=undefined)
+fi
 
 configure() {
     local want have
@@ -201,7 +219,7 @@ build() {
 }
 
 sync_pristine
-if [ "$flavour" = ours ]; then
+if [ "$flavour" != upstream ]; then
     overlay
     hook_files
 fi
@@ -211,6 +229,8 @@ if [ $# -eq 0 ]; then
     if [ "$flavour" = ours ]; then
         set -- qemu-system-x86_64 ivsh-all \
             tests/qtest/device-introspect-test
+    elif [ "$flavour" = asan ]; then
+        set -- qemu-system-x86_64 qemu-fuzz-x86_64 ivsh-all
     else
         set -- qemu-system-x86_64 contrib/ivshmem-server/ivshmem-server \
             contrib/ivshmem-client/ivshmem-client

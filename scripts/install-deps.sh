@@ -14,7 +14,7 @@ set -euo pipefail
 STAMP_PKGS=(ninja-build pkg-config libglib2.0-dev libpixman-1-dev flex bison
             ccache dpkg-dev valgrind seabios ipxe-qemu qemu-system-data python3-venv
             gcc make perl xz-utils bzip2 libpci-dev pciutils busybox-static
-            cpio gzip socat rsync python3)
+            cpio gzip socat rsync python3 clang-14 libclang-rt-14-dev llvm-14)
 BPO_PKGS=(meson)
 
 need=()
