@@ -262,6 +262,12 @@ static void apic_init(void)
     if (x2apic) {
         wrmsr(MSR_APIC_BASE, base | APIC_BASE_EXTD);
     }
+    /*
+     * Software-enable the APIC first: while SVR bit 8 is clear, the LVT
+     * entries written stay masked (on hardware and under KVM), so the
+     * timer would never fire.
+     */
+    apic_write(APIC_SVR, APIC_SVR_ENABLE | IVG_IDT_SPURIOUS);
     apic_write(APIC_TPR, 0);
     apic_write(APIC_LVT_LINT0, APIC_LVT_MASKED);
     apic_write(APIC_LVT_LINT1, APIC_LVT_NMI);
@@ -269,7 +275,6 @@ static void apic_init(void)
     apic_write(APIC_TDCR, APIC_TDCR_DIV128);
     apic_write(APIC_LVT_TIMER, IVG_IDT_TIMER);
     apic_write(APIC_TMICT, 0);
-    apic_write(APIC_SVR, APIC_SVR_ENABLE | IVG_IDT_SPURIOUS);
 }
 
 /*

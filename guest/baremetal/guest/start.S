@@ -31,8 +31,14 @@ ivg_start16:
     .balign 8
 ivg_gdt:
     .quad 0
-    .quad 0x00cf9a000000ffff        /* 0x08: code, flat 4 GiB */
-    .quad 0x00cf92000000ffff        /* 0x10: data, flat 4 GiB */
+    /*
+     * Accessed bits pre-set (types 0x9b, 0x93): the GDT sits in the
+     * read-only image, where the CPU's write of that bit on the first
+     * segment load never completes under hardware virtualization (KVM
+     * re-runs the instruction forever).
+     */
+    .quad 0x00cf9b000000ffff        /* 0x08: code, flat 4 GiB */
+    .quad 0x00cf93000000ffff        /* 0x10: data, flat 4 GiB */
     .globl ivg_gdt_desc
 ivg_gdt_desc:
     .word ivg_gdt_desc - ivg_gdt - 1

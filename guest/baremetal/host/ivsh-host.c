@@ -219,6 +219,93 @@ void ivh_dump_log(const char *what, const char *path, int lines)
     }
 }
 
+/*
+ * QEMU's report of a KVM failure in its log: the first line naming KVM
+ * ("KVM internal error. Suberror: 1", "KVM: entry failed, hardware
+ * error 0x...", "error: kvm run failed ..."), the reason line after it
+ * ("emulation failure"), the instruction pointer, the code segment's
+ * mode and the bytes of the failing instruction (<xx> in "Code=").
+ */
+static void copy_word(char *dst, size_t size, const char *src,
+                      const char *stop)
+{
+    size_t n = strcspn(src, stop);
+
+    snprintf(dst, size, "%.*s", (int)(n < size ? n : size - 1), src);
+}
+
+bool ivh_kvm_error(const char *path, char *buf, size_t size)
+{
+    static const char *const marks[] = {
+        "KVM internal error", "KVM: entry failed", "kvm run failed", NULL,
+    };
+    char text[16384], first[128] = "", reason[64] = "", ip[32] = "";
+    char mode[8] = "", code[48] = "";
+    const char *s = NULL, *p, *nl;
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+    int i;
+
+    if (f) {
+        n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+    }
+    text[n] = 0;
+    for (i = 0; marks[i] && !s; i++) {
+        s = strstr(text, marks[i]);
+    }
+    if (!s) {
+        return false;
+    }
+    while (s > text && s[-1] != '\n') {
+        s--;
+    }
+    copy_word(first, sizeof(first), s, "\n");
+    /* the reason: the first line after it that is not "extra data" */
+    for (p = strchr(s, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
+        if (strncmp(p + 1, "extra data", 10)) {
+            if (strncmp(p + 1, "EAX=", 4) && strncmp(p + 1, "RAX=", 4)) {
+                copy_word(reason, sizeof(reason), p + 1, "\n");
+            }
+            break;
+        }
+    }
+    p = strstr(s, "EIP=");
+    p = p ? p : strstr(s, "RIP=");
+    if (p) {
+        copy_word(ip, sizeof(ip), p, "\n\t ");
+    }
+    p = strstr(s, "\nCS =");
+    nl = p ? strchr(p + 1, '\n') : NULL;
+    if (p && nl) {
+        const char *m = strstr(p, " CS");   /* " CS16", " CS32", " CS64" */
+
+        if (m && m < nl) {
+            copy_word(mode, sizeof(mode), m + 1, "\n\t ");
+        }
+    }
+    p = strstr(s, "Code=");
+    p = p ? strchr(p, '<') : NULL;
+    if (p) {
+        unsigned b[3];
+        int k = sscanf(p, "<%2x> %2x %2x", &b[0], &b[1], &b[2]);
+
+        for (i = 0; i < k; i++) {
+            n = strlen(code);
+            snprintf(code + n, sizeof(code) - n, "%s%02x", i ? " " : "",
+                     b[i]);
+        }
+    }
+    snprintf(buf, size, "%s%s%s%s%s%s%s%s", first, reason[0] ? ", " : "",
+             reason, ip[0] ? " at " : "", ip, mode[0] ? " (" : "", mode,
+             mode[0] ? ")" : "");
+    if (code[0]) {
+        n = strlen(buf);
+        snprintf(buf + n, size - n, ", instruction bytes %s", code);
+    }
+    return true;
+}
+
 /* ivshmem server client */
 
 static bool recv_msg(IvhClient *c, int64_t *val, int *fd, int64_t deadline)

@@ -46,6 +46,12 @@ bool ivh_wait_exit(IvhProc *p, int64_t deadline);
 void ivh_stop(IvhProc *p, int grace_ms);
 /* Print the last @lines lines of the process log to stderr */
 void ivh_dump_log(const char *what, const char *path, int lines);
+/*
+ * A KVM failure QEMU reported in its log @path (it then stops the VM
+ * without exiting): one line with the error, the reason, the guest's
+ * instruction pointer and mode and the failing instruction's bytes
+ */
+bool ivh_kvm_error(const char *path, char *buf, size_t size);
 
 /* ivshmem server client */
 

@@ -333,6 +333,7 @@ typedef bool WaitCond(void *arg);
 
 static bool check_children(void)
 {
+    char err[256];
     int i;
 
     for (i = 0; i < 2; i++) {
@@ -341,6 +342,11 @@ static bool check_children(void)
         if (vm->started && !vm->may_exit && ivh_reap(&vm->proc)) {
             fprintf(stderr, "ivsh-pingpong: %s: QEMU exited with status "
                     "%d\n", vm->name, vm->proc.status);
+            return false;
+        }
+        if (vm->started && !vm->proc.exited &&
+            ivh_kvm_error(vm->proc.log, err, sizeof(err))) {
+            fprintf(stderr, "ivsh-pingpong: %s: %s\n", vm->name, err);
             return false;
         }
     }
@@ -606,12 +612,54 @@ static void last_line(const char *path, char *buf, size_t size)
     }
 }
 
+/*
+ * Wait for @vm to exit; a KVM failure (QEMU then stops the VM and stays
+ * up) ends the wait early.  True if it exited.
+ */
+static bool wait_exit_or_kvm_error(Vm *vm, int64_t deadline)
+{
+    char err[256];
+
+    int64_t step;
+
+    for (;;) {
+        step = ivh_now_ms() + 50;
+        if (ivh_wait_exit(&vm->proc, step < deadline ? step : deadline)) {
+            return true;
+        }
+        if (ivh_now_ms() >= deadline) {
+            return false;
+        }
+        if (ivh_kvm_error(vm->proc.log, err, sizeof(err)) &&
+            strstr(err, "instruction bytes")) {
+            return false;           /* the whole report is in the log */
+        }
+    }
+}
+
+/*
+ * Why @vm failed under KVM, into @why: QEMU's KVM error or last log
+ * line, and the last line of the guest's console
+ */
+static void kvm_why(Vm *vm, const char *what, char *why, size_t size)
+{
+    char err[256] = "", log[256] = "", con[160] = "";
+
+    if (ivh_kvm_error(vm->proc.log, err, sizeof(err))) {
+        snprintf(log, sizeof(log), ": %s", err);
+    } else {
+        last_line(vm->proc.log, log, sizeof(log));
+    }
+    last_line(vm->con_path, con, sizeof(con));
+    snprintf(why, size, "%s%s; guest console%s", what, log,
+             con[0] ? con : ": (empty)");
+}
+
 /* KVM: /dev/kvm usable and the test guest runs under it? */
 static bool kvm_probe(char *why, size_t size)
 {
     Vm probe = { .name = "probe" };
-    bool ok;
-    int n;
+    bool exited;
 
     if (access("/dev/kvm", R_OK | W_OK)) {
         snprintf(why, size, "/dev/kvm: %s", strerror(errno));
@@ -620,20 +668,23 @@ static bool kvm_probe(char *why, size_t size)
     vm_start(&probe, "kvm", R.o.cpu ? R.o.cpu : "host,-arch-capabilities",
              "probe", false);
     R.probe = &probe.proc;
-    if (!ivh_wait_exit(&probe.proc, ivh_now_ms() + 20000)) {
+    exited = wait_exit_or_kvm_error(&probe, ivh_now_ms() + 20000);
+    if (!exited) {
         ivh_stop(&probe.proc, 1000);
         R.probe = NULL;
-        snprintf(why, size, "test guest did not finish under KVM");
+        kvm_why(&probe, "test guest did not finish under KVM", why, size);
         return false;
     }
     R.probe = NULL;
-    ok = probe.proc.status == IVG_EXIT_STATUS(IVG_EXIT_OK);
-    if (!ok) {
-        n = snprintf(why, size, "test guest under KVM exited with status "
-                     "%d", probe.proc.status);
-        last_line(probe.proc.log, why + n, size - n);
+    if (probe.proc.status != IVG_EXIT_STATUS(IVG_EXIT_OK)) {
+        char what[64];
+
+        snprintf(what, sizeof(what), "test guest under KVM exited with "
+                 "status %d", probe.proc.status);
+        kvm_why(&probe, what, why, size);
+        return false;
     }
-    return ok;
+    return true;
 }
 
 static void resolve_accel(void)
