@@ -128,7 +128,8 @@ def check_style(res):
         res.record(f"checkpatch/{f}", not bad, detail="\n".join(bad))
 
 
-QTESTS = ["ivsh-plain-test", "ivsh-doorbell-test", "ivsh-legacy-test"]
+QTESTS = ["ivsh-plain-test", "ivsh-doorbell-test", "ivsh-hostile-test",
+          "ivsh-legacy-test", "ivsh-hostile-survey"]
 
 QEMU_QTESTS = [
     ("qemu/ivshmem-test",

@@ -8,15 +8,12 @@
 
 #include "qemu/osdep.h"
 #include <sys/mman.h>
+#include "qemu/units.h"
 #include "qobject/qdict.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/misc/ivsh-regs.h"
 #include "ivsh-qtest.h"
 #include "ivsh-tserver.h"
-
-#define MiB (1024ULL * 1024)
-#define MSI_BASE 0x200000ULL
-#define WAIT_MS 5000
 
 /* A POSIX shm name unique to this test process, unlinked by the caller */
 static char *shm_name(const char *tag)
@@ -53,23 +50,14 @@ static uint64_t bar_size(QPCIDevice *dev, int bar, bool *is64)
     return ~mask + 1;
 }
 
-static QPCIDevice *find_dev(QTestState *qts, QPCIBus **bus, int slot)
-{
-    QPCIDevice *dev;
-
-    *bus = qpci_new_pc(qts, NULL);
-    dev = qpci_device_find(*bus, QPCI_DEVFN(slot, 0));
-    g_assert(dev);
-    g_assert_cmphex(qpci_config_readw(dev, PCI_DEVICE_ID), ==,
-                    IVSH_PCI_DEVICE_ID);
-    return dev;
-}
-
 static void check_bar2(QTestState *qts, int slot, uint64_t size, bool is64)
 {
-    QPCIBus *bus;
-    QPCIDevice *dev = find_dev(qts, &bus, slot);
+    IvshDev d;
+    QPCIDevice *dev;
     bool b64;
+
+    ivsh_dev_find(&d, qts, QPCI_DEVFN(slot, 0));
+    dev = d.dev;
 
     g_assert_cmphex(qpci_config_readb(dev, PCI_REVISION_ID), ==,
                     IVSH_PCI_REVISION_LEGACY);
@@ -80,25 +68,20 @@ static void check_bar2(QTestState *qts, int slot, uint64_t size, bool is64)
     g_assert_cmpint(b64, ==, is64);
     g_assert_true(qpci_config_readl(dev, PCI_BASE_ADDRESS_2) &
                   PCI_BASE_ADDRESS_MEM_PREFETCH);
-    g_free(dev);
-    qpci_free_pc(bus);
+    ivsh_dev_close(&d);
 }
 
 /* Write through BAR2 of the device at @slot, read it in @host */
 static void check_shared(QTestState *qts, int slot, volatile uint32_t *host)
 {
-    QPCIBus *bus;
-    QPCIDevice *dev = find_dev(qts, &bus, slot);
-    QPCIBar shm;
+    IvshDev d;
 
-    qpci_device_enable(dev);
-    shm = qpci_iomap(dev, IVSH_BAR_SHM, NULL);
-    qpci_io_writel(dev, shm, 128, 0xfeed0000 + slot);
+    ivsh_dev_open(&d, qts, QPCI_DEVFN(slot, 0));
+    qpci_io_writel(d.dev, d.shm, 128, 0xfeed0000 + slot);
     g_assert_cmphex(host[32], ==, 0xfeed0000 + slot);
     host[33] = 0x1234;
-    g_assert_cmphex(qpci_io_readl(dev, shm, 132), ==, 0x1234);
-    g_free(dev);
-    qpci_free_pc(bus);
+    g_assert_cmphex(qpci_io_readl(d.dev, d.shm, 132), ==, 0x1234);
+    ivsh_dev_close(&d);
 }
 
 static void *map_shm(const char *name, size_t size)
@@ -204,130 +187,102 @@ static void test_memdev(void)
     ivsh_tmpdir_free(g_steal_pointer(&dir));
 }
 
-typedef struct TS {
-    char *dir;
-    char *sock;
-    IvshTServer *ts;
-} TS;
+typedef struct Legacy {
+    IvshEnv *e;
+    IvshDev *d;
+    int host;
+} Legacy;
 
-static void ts_init(TS *t, size_t size, unsigned vectors)
+/* IntrStatus got the doorbell; the line must stay low meanwhile */
+static bool status_set_line_low(void *opaque)
 {
-    t->dir = ivsh_tmpdir_new();
-    t->sock = g_build_filename(t->dir, "sock", NULL);
-    t->ts = ivsh_tserver_new(t->sock, size, vectors);
+    Legacy *l = opaque;
+
+    g_assert_false(ivsh_intx_level(l->d->dev));
+    return ivsh_reg_read(l->d, IVSH_REG_INTR_STATUS) != 0;
 }
 
-static void ts_free(TS *t)
+/* Ring the host peer until it sees it (it may have just joined) */
+static bool host_rung(void *opaque)
 {
-    ivsh_tserver_free(t->ts);
-    g_free(t->sock);
-    ivsh_tmpdir_free(t->dir);
-}
+    Legacy *l = opaque;
 
-/* The INTx line as the PCI status register shows it */
-static bool intx_level(QPCIDevice *dev)
-{
-    return qpci_config_readw(dev, PCI_STATUS) & PCI_STATUS_INTERRUPT;
-}
-
-static bool wait_intx(QPCIDevice *dev)
-{
-    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
-
-    do {
-        if (intx_level(dev)) {
-            return true;
-        }
-    } while (g_get_monotonic_time() < end);
-    return false;
+    ivsh_reg_write(l->d, IVSH_REG_DOORBELL, IVSH_DOORBELL(l->host, 0));
+    return ivsh_tserver_wait_rung(l->e->ts, l->host, 0, 10);
 }
 
 static void test_intx(void)
 {
-    TS t;
+    IvshEnv t;
+    IvshDev d;
+    Legacy l = { &t, &d };
     QTestState *qts;
-    QPCIBus *bus;
-    QPCIDevice *dev;
-    QPCIBar regs;
-    gint64 end;
-    int host;
 
-    ts_init(&t, 4 * MiB, 1);
+    ivsh_env_init(&t, 4 * MiB, 1);
     qts = qtest_initf("-M pc -chardev socket,id=s,path=%s -device ivshmem,"
                       "chardev=s,size=4m,msi=off,addr=04.0", t.sock);
-    dev = find_dev(qts, &bus, 4);
-    g_assert_cmphex(qpci_find_capability(dev, PCI_CAP_ID_MSIX, 0), ==, 0);
-    qpci_device_enable(dev);
-    regs = qpci_iomap(dev, IVSH_BAR_REGS, NULL);
-    g_assert_cmpint(qpci_io_readl(dev, regs, IVSH_REG_IV_POSITION), ==, 0);
+    ivsh_dev_open(&d, qts, IVSH_DEVFN);
+    g_assert_cmphex(qpci_find_capability(d.dev, PCI_CAP_ID_MSIX, 0), ==, 0);
+    g_assert_cmpint(ivsh_reg_read(&d, IVSH_REG_IV_POSITION), ==, 0);
 
     /* Masked: IntrStatus is set, the line stays low */
     ivsh_tserver_ring(t.ts, 0, 0);
-    end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
-    do {
-        g_assert_false(intx_level(dev));
-    } while (qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS) == 0 &&
-             g_get_monotonic_time() < end);
-    g_assert_true(g_get_monotonic_time() < end);
+    g_assert_true(ivsh_wait_until(status_set_line_low, &l, IVSH_WAIT_MS));
 
     /* Unmasked: a doorbell raises the line */
-    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
-    g_assert_false(intx_level(dev));
+    ivsh_reg_write(&d, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
+    g_assert_false(ivsh_intx_level(d.dev));
     ivsh_tserver_ring(t.ts, 0, 0);
-    g_assert_true(wait_intx(dev));
+    g_assert_true(ivsh_wait_intx(d.dev));
     /* Masking lowers it, unmasking raises it again */
-    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, 0);
-    g_assert_false(intx_level(dev));
-    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
-    g_assert_true(intx_level(dev));
+    ivsh_reg_write(&d, IVSH_REG_INTR_MASK, 0);
+    g_assert_false(ivsh_intx_level(d.dev));
+    ivsh_reg_write(&d, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
+    g_assert_true(ivsh_intx_level(d.dev));
     /* Reading IntrStatus clears it and lowers the line */
-    g_assert_cmphex(qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS), ==,
+    g_assert_cmphex(ivsh_reg_read(&d, IVSH_REG_INTR_STATUS), ==,
                     IVSH_INTR_DOORBELL);
-    g_assert_false(intx_level(dev));
-    g_assert_cmphex(qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS), ==, 0);
+    g_assert_false(ivsh_intx_level(d.dev));
+    g_assert_cmphex(ivsh_reg_read(&d, IVSH_REG_INTR_STATUS), ==, 0);
 
     /* The VM rings a host peer */
-    host = ivsh_tserver_add_host_peer(t.ts);
-    end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
-    do {
-        qpci_io_writel(dev, regs, IVSH_REG_DOORBELL, IVSH_DOORBELL(host, 0));
-    } while (!ivsh_tserver_wait_rung(t.ts, host, 0, 10) &&
-             g_get_monotonic_time() < end);
-    g_assert_true(g_get_monotonic_time() < end);
+    l.host = ivsh_tserver_add_host_peer(t.ts);
+    g_assert_true(ivsh_wait_until(host_rung, &l, IVSH_WAIT_MS));
 
-    g_free(dev);
-    qpci_free_pc(bus);
+    ivsh_dev_close(&d);
     qtest_quit(qts);
-    ts_free(&t);
+    ivsh_env_free(&t);
 }
 
-/* MSI-X: host rings vector @v of the device at @slot, seen in guest RAM */
+typedef struct GuestWord {
+    QTestState *qts;
+    uint64_t addr;
+    uint32_t val;
+} GuestWord;
+
+static bool guest_word_is(void *opaque)
+{
+    GuestWord *w = opaque;
+
+    return qtest_readl(w->qts, w->addr) == w->val;
+}
+
+/*
+ * MSI-X: host rings vector @v of the device at @slot, seen in guest RAM.
+ * BAR2 is not mapped: it can be larger than libqos' PCI window.
+ */
 static void check_msix_doorbell(QTestState *qts, int slot, unsigned v)
 {
-    QPCIBus *bus;
-    QPCIDevice *dev = find_dev(qts, &bus, slot);
-    uint64_t off;
-    gint64 end = g_get_monotonic_time() + WAIT_MS * G_TIME_SPAN_MILLISECOND;
-    bool seen = false;
+    GuestWord w = { qts, IVSH_MSI_ADDR(v), IVSH_MSI_DATA(v) };
+    IvshDev d;
 
-    qpci_device_enable(dev);
-    qpci_msix_enable(dev);
-    off = dev->msix_table_off + v * PCI_MSIX_ENTRY_SIZE;
-    qtest_writel(qts, MSI_BASE, 0);
-    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_LOWER_ADDR,
-                   MSI_BASE);
-    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_UPPER_ADDR,
-                   0);
-    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_DATA,
-                   0x7700 + v);
-    qpci_io_writel(dev, dev->msix_table_bar, off + PCI_MSIX_ENTRY_VECTOR_CTRL,
-                   0);
-    while (!seen && g_get_monotonic_time() < end) {
-        seen = qtest_readl(qts, MSI_BASE) == 0x7700 + v;
-    }
-    g_assert_true(seen);
-    g_free(dev);
-    qpci_free_pc(bus);
+    ivsh_dev_find(&d, qts, QPCI_DEVFN(slot, 0));
+    qpci_device_enable(d.dev);
+    qpci_msix_enable(d.dev);
+    qtest_writel(qts, w.addr, 0);
+    ivsh_msix_entry(d.dev, v, w.addr, w.val, false);
+    g_assert_true(ivsh_wait_until(guest_word_is, &w, IVSH_WAIT_MS));
+    ivsh_dev_close(&d);
 }
 
 typedef struct LibvirtLine {
@@ -385,11 +340,11 @@ static void test_libvirt_line(gconstpointer opaque)
     g_autofree char *prefix = shm_name("lv");
     g_autofree char *args = NULL;
     QTestState *qts;
-    TS t = { 0 };
+    IvshEnv t = { 0 };
 
     if (l->server) {
         /* The server's memory is exactly what the line asks for */
-        ts_init(&t, l->size, l->vectors);
+        ivsh_env_init(&t, l->size, l->vectors);
         args = g_strdup_printf(l->args, t.sock);
     } else {
         args = g_strdup_printf(l->args, prefix);
@@ -414,7 +369,7 @@ static void test_libvirt_line(gconstpointer opaque)
     }
     qtest_quit(qts);
     if (l->server) {
-        ts_free(&t);
+        ivsh_env_free(&t);
     }
 }
 
@@ -424,10 +379,10 @@ static void test_libvirt_hotplug(void)
     g_autofree char *name = shm_name("hp");
     g_autofree char *path = g_strdup_printf("/dev/shm/%s", name);
     QTestState *qts;
-    TS t;
+    IvshEnv t;
     int i;
 
-    ts_init(&t, 1 * MiB, 2);
+    ivsh_env_init(&t, 1 * MiB, 2);
     g_assert_true(g_file_set_contents(path, "", 0, NULL));
     g_assert_cmpint(truncate(path, 1 * MiB), ==, 0);
     qts = qtest_init("-M pc");
@@ -455,7 +410,7 @@ static void test_libvirt_hotplug(void)
     }
     qtest_quit(qts);
     unlink(path);
-    ts_free(&t);
+    ivsh_env_free(&t);
 }
 
 static void test_role(void)
@@ -481,47 +436,39 @@ static void test_role(void)
 /* A master migrates registers, memory and the INTx level */
 static void test_migrate_intx(void)
 {
-    TS t1, t2;
+    IvshEnv t1, t2;
     g_autofree char *uri = NULL;
     QTestState *src, *dst;
-    QPCIBus *bus;
-    QPCIDevice *dev;
-    QPCIBar regs, shm;
+    IvshDev d;
 
-    ts_init(&t1, 1 * MiB, 1);
-    ts_init(&t2, 1 * MiB, 1);
+    ivsh_env_init(&t1, 1 * MiB, 1);
+    ivsh_env_init(&t2, 1 * MiB, 1);
     uri = g_strdup_printf("unix:%s/mig", t1.dir);
     src = qtest_initf("-M pc -chardev socket,id=s,path=%s -device ivshmem,"
                       "chardev=s,size=1m,msi=off,addr=04.0", t1.sock);
     dst = qtest_initf("-M pc -chardev socket,id=s,path=%s -device ivshmem,"
                       "chardev=s,size=1m,msi=off,addr=04.0 -incoming %s",
                       t2.sock, uri);
-    dev = find_dev(src, &bus, 4);
-    qpci_device_enable(dev);
-    regs = qpci_iomap(dev, IVSH_BAR_REGS, NULL);
-    shm = qpci_iomap(dev, IVSH_BAR_SHM, NULL);
-    qpci_io_writel(dev, shm, 0, 0xabcdef01);
-    qpci_io_writel(dev, regs, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
+    ivsh_dev_open(&d, src, IVSH_DEVFN);
+    qpci_io_writel(d.dev, d.shm, 0, 0xabcdef01);
+    ivsh_reg_write(&d, IVSH_REG_INTR_MASK, IVSH_INTR_DOORBELL);
     ivsh_tserver_ring(t1.ts, 0, 0);
-    g_assert_true(wait_intx(dev));
-    g_free(dev);
-    qpci_free_pc(bus);
+    g_assert_true(ivsh_wait_intx(d.dev));
+    ivsh_dev_close(&d);
 
     ivsh_migrate(src, dst, uri);
 
     g_assert_cmphex(((uint32_t *)ivsh_tserver_shm(t2.ts))[0], ==, 0xabcdef01);
-    dev = find_dev(dst, &bus, 4);
-    g_assert_true(intx_level(dev));
-    qpci_device_enable(dev);
-    regs = qpci_iomap(dev, IVSH_BAR_REGS, NULL);
-    g_assert_cmphex(qpci_io_readl(dev, regs, IVSH_REG_INTR_STATUS), ==, 1);
-    g_assert_false(intx_level(dev));
-    g_free(dev);
-    qpci_free_pc(bus);
+    ivsh_dev_find(&d, dst, IVSH_DEVFN);
+    g_assert_true(ivsh_intx_level(d.dev));
+    ivsh_dev_map(&d);
+    g_assert_cmphex(ivsh_reg_read(&d, IVSH_REG_INTR_STATUS), ==, 1);
+    g_assert_false(ivsh_intx_level(d.dev));
+    ivsh_dev_close(&d);
     qtest_quit(src);
     qtest_quit(dst);
-    ts_free(&t1);
-    ts_free(&t2);
+    ivsh_env_free(&t1);
+    ivsh_env_free(&t2);
 }
 
 typedef struct BadLine {
@@ -591,15 +538,15 @@ static void test_shm_too_small(void)
 static void test_server_too_small(void)
 {
     g_autofree char *args = NULL, *err = NULL;
-    TS t;
+    IvshEnv t;
 
-    ts_init(&t, 1 * MiB, 1);
+    ivsh_env_init(&t, 1 * MiB, 1);
     args = g_strdup_printf("-chardev socket,id=s,path=%s -device ivshmem,"
                            "chardev=s,size=2m", t.sock);
     g_assert_cmpint(ivsh_run_qemu(NULL, "pc", args, &err), ==, 1);
     g_assert_nonnull(strstr(err, "shared memory (1048576 bytes) is smaller "
                             "than size (2097152 bytes)"));
-    ts_free(&t);
+    ivsh_env_free(&t);
 }
 
 int main(int argc, char **argv)
