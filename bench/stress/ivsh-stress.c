@@ -50,8 +50,7 @@
 typedef struct Conn {
     int sock;
     unsigned state;             /* 0 version, 1 ID, 2 shm, 3 running */
-    IvshReader rd;
-    int pending;                /* fd of the message being assembled */
+    IvshRecv rx;
     int id;                     /* -1 until known */
     int target;                 /* peer we ring (-1: none) */
     int own_fd;                 /* our vector the previous peer rings */
@@ -95,7 +94,7 @@ static Conn *conn_new(bool keep_target, GError **errp)
     struct epoll_event ev = { .events = EPOLLIN };
     Conn *c = g_new0(Conn, 1);
 
-    c->pending = -1;
+    ivsh_recv_init(&c->rx);
     c->id = -1;
     c->target = keep_target ? -2 : -1;
     c->own_fd = c->target_fd = -1;
@@ -137,9 +136,7 @@ static void conn_free(Conn *c)
     if (c->sock >= 0) {
         close(c->sock);
     }
-    if (c->pending >= 0) {
-        close(c->pending);
-    }
+    ivsh_recv_reset(&c->rx);
     conn_close_fds(c);
     g_hash_table_destroy(c->counts);
     g_free(c->error);
@@ -240,99 +237,28 @@ static void handle(Conn *c, int64_t msg, int fd, unsigned nr_clients)
     }
 }
 
-#define RECV_BATCH 64
-
-/*
- * Read a batch of messages from a readable connection, with one
- * recvmmsg() of up to RECV_BATCH 8-byte reads.  The kernel ends a read
- * after a message that carries fds, so an fd belongs to the message
- * that holds the last byte of its read.
- */
+/* Read the messages a readable connection has, without blocking */
 static void conn_read(Conn *c, unsigned nr_clients)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-    } control[RECV_BATCH];
-    uint8_t buf[RECV_BATCH][IVSH_MSG_SIZE];
-    struct iovec iov[RECV_BATCH];
-    struct mmsghdr mm[RECV_BATCH];
-    struct cmsghdr *cmsg;
-    bool complete;
     int64_t msg;
-    size_t off, n;
-    unsigned i, j, k;
-    int r, fd, fd_here;
+    int fd, r;
 
-    memset(mm, 0, sizeof(mm));
-    for (i = 0; i < RECV_BATCH; i++) {
-        iov[i].iov_base = buf[i];
-        iov[i].iov_len = i ? IVSH_MSG_SIZE : ivsh_reader_want(&c->rd);
-        mm[i].msg_hdr.msg_iov = &iov[i];
-        mm[i].msg_hdr.msg_iovlen = 1;
-        mm[i].msg_hdr.msg_control = control[i].buf;
-        mm[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
-    }
-    r = recvmmsg(c->sock, mm, RECV_BATCH, MSG_DONTWAIT | MSG_CMSG_CLOEXEC,
-                 NULL);
-    if (r < 0) {
-        if (errno != EAGAIN && errno != EINTR) {
-            conn_fail(c, "client %d: recvmmsg: %s", c->id,
-                      g_strerror(errno));
-            c->eof = true;
-            epoll_ctl(epfd, EPOLL_CTL_DEL, c->sock, NULL);
+    while ((r = ivsh_msg_recv(c->sock, &c->rx, &msg, &fd,
+                              MSG_DONTWAIT)) > 0) {
+        if (c->rx.extra_fds) {
+            conn_fail(c, "client %d: two fds for one message", c->id);
         }
-        return;
-    }
-    for (i = 0; i < (unsigned)r && !c->eof; i++) {
-        struct msghdr *mh = &mm[i].msg_hdr;
-
-        fd_here = -1;
-        for (cmsg = CMSG_FIRSTHDR(mh); cmsg; cmsg = CMSG_NXTHDR(mh, cmsg)) {
-            if (cmsg->cmsg_level != SOL_SOCKET ||
-                cmsg->cmsg_type != SCM_RIGHTS) {
-                continue;
-            }
-            k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (j = 0; j < k; j++) {
-                memcpy(&fd, CMSG_DATA(cmsg) + j * sizeof(int), sizeof(int));
-                if (fd_here < 0) {
-                    fd_here = fd;
-                } else {
-                    conn_fail(c, "client %d: two fds for one message", c->id);
-                    close(fd);
-                }
-            }
-        }
-        if (mh->msg_flags & MSG_CTRUNC) {
+        if (c->rx.msg_lost) {
             conn_fail(c, "client %d: fds lost (out of fds?)", c->id);
         }
-        if (mm[i].msg_len == 0) {
-            if (fd_here >= 0) {
-                close(fd_here);
-            }
-            c->eof = true;
-            epoll_ctl(epfd, EPOLL_CTL_DEL, c->sock, NULL);
-            break;
+        handle(c, msg, fd, nr_clients);
+    }
+    if (r != -EAGAIN) {
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
+            conn_fail(c, "client %d: recvmsg: %s", c->id, g_strerror(-r));
         }
-        for (off = 0; off < mm[i].msg_len; off += n) {
-            n = ivsh_reader_feed(&c->rd, buf[i] + off, mm[i].msg_len - off,
-                                 &complete, &msg);
-            if (off + n == mm[i].msg_len && fd_here >= 0) {
-                if (c->pending >= 0) {
-                    conn_fail(c, "client %d: two fds for one message",
-                              c->id);
-                    close(c->pending);
-                }
-                c->pending = fd_here;
-                fd_here = -1;
-            }
-            if (complete) {
-                fd = c->pending;
-                c->pending = -1;
-                handle(c, msg, fd, nr_clients);
-            }
-        }
+        c->eof = true;
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->sock, NULL);
     }
 }
 

@@ -45,8 +45,6 @@
 #define EXIT_USAGE 2
 #define EXIT_TIMEOUT 3
 
-#define MAX_FDS_PER_MSG 16
-
 typedef struct Peer {
     uint16_t id;
     GArray *fds;                /* int, in vector order */
@@ -64,8 +62,7 @@ typedef struct Client {
 
     int sock;
     IvshClient dec;
-    IvshReader rd;
-    int pending_fd;             /* fd of the message being assembled */
+    IvshRecv rx;
     bool have_id;
     uint16_t own_id;
     int shm_fd;
@@ -228,81 +225,34 @@ static bool handle_msg(Client *c, int64_t msg, int fd, GError **errp)
 /* Read what the server sent, without blocking; false on errors */
 static bool pump(Client *c, GError **errp)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(MAX_FDS_PER_MSG * sizeof(int))];
-    } control;
-    uint8_t buf[IVSH_MSG_SIZE];
-    struct iovec iov;
-    struct msghdr mh;
-    struct cmsghdr *cmsg;
-    bool complete;
+    unsigned extra = c->rx.extra_fds;
     int64_t msg;
-    ssize_t n;
-    int fds[MAX_FDS_PER_MSG], nfds, i;
+    int fd, r;
 
     while (!c->eof) {
-        iov.iov_base = buf;
-        iov.iov_len = ivsh_reader_want(&c->rd);
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
-        n = recvmsg(c->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
+        r = ivsh_msg_recv(c->sock, &c->rx, &msg, &fd, MSG_DONTWAIT);
+        if (c->rx.extra_fds != extra) {
+            verbose(c, "closed %u surplus fds from the server",
+                    c->rx.extra_fds - extra);
+            extra = c->rx.extra_fds;
+        }
+        if (r == -EAGAIN) {
+            return true;
+        }
+        if (r <= 0) {
+            if (r == 0 || r == -EPIPE || r == -ECONNRESET) {
+                c->eof = true;
+                break;
             }
-            if (errno == EAGAIN) {
-                return true;
-            }
-            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
-                        "cannot read from the server: %s", g_strerror(errno));
+            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(-r),
+                        "cannot read from the server: %s", g_strerror(-r));
             return false;
         }
-        nfds = 0;
-        for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
-            if (cmsg->cmsg_level == SOL_SOCKET &&
-                cmsg->cmsg_type == SCM_RIGHTS) {
-                int k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-                for (i = 0; i < k; i++) {
-                    int fd;
-
-                    memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int),
-                           sizeof(int));
-                    if (nfds < MAX_FDS_PER_MSG) {
-                        fds[nfds++] = fd;
-                    } else {
-                        close(fd);
-                    }
-                }
-            }
-        }
-        if (mh.msg_flags & MSG_CTRUNC) {
+        if (c->rx.msg_lost) {
             verbose(c, "fds lost in transit (out of file descriptors?)");
         }
-        for (i = 0; i < nfds; i++) {
-            if (c->pending_fd < 0) {
-                c->pending_fd = fds[i];
-            } else {
-                verbose(c, "closing a surplus fd from the server");
-                close(fds[i]);
-            }
-        }
-        if (n == 0) {
-            c->eof = true;
-            break;
-        }
-        ivsh_reader_feed(&c->rd, buf, n, &complete, &msg);
-        if (complete) {
-            int fd = c->pending_fd;
-
-            c->pending_fd = -1;
-            if (!handle_msg(c, msg, fd, errp)) {
-                return false;
-            }
+        if (!handle_msg(c, msg, fd, errp)) {
+            return false;
         }
     }
     return true;
@@ -760,7 +710,7 @@ int main(int argc, char **argv)
     g_autoptr(GError) err = NULL;
     g_autofree char *vectors = NULL, *settle = NULL, *timeout = NULL;
     Client c = {
-        .sock = -1, .pending_fd = -1, .shm_fd = -1,
+        .sock = -1, .shm_fd = -1,
         .settle_ms = 100, .timeout_ms = 5000,
     };
     const GOptionEntry entries[] = {
@@ -842,6 +792,7 @@ int main(int argc, char **argv)
     }
 
     raise_nofile();
+    ivsh_recv_init(&c.rx);
     ivsh_client_init(&c.dec, c.vectors ? c.vectors : IVSH_MAX_VECTORS,
                      fd_budget());
     c.peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
@@ -872,9 +823,7 @@ int main(int argc, char **argv)
     if (c.shm_fd >= 0) {
         close(c.shm_fd);
     }
-    if (c.pending_fd >= 0) {
-        close(c.pending_fd);
-    }
+    ivsh_recv_reset(&c.rx);
     if (c.sock >= 0) {
         close(c.sock);
     }

@@ -327,11 +327,7 @@ static bool flush_batch(IvshServer *s, IvshServerPeer *p)
     struct mmsghdr mm[SEND_BATCH];
     struct iovec iov[SEND_BATCH];
     uint8_t buf[SEND_BATCH][IVSH_MSG_SIZE];
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control[SEND_BATCH];
-    struct cmsghdr *cmsg;
+    IvshFdCmsg control[SEND_BATCH];
     IvshQEntry *e;
     unsigned i, n;
     int r;
@@ -341,20 +337,8 @@ static bool flush_batch(IvshServer *s, IvshServerPeer *p)
     for (i = 0; i < n; i++) {
         e = qentry(p, i);
         ivsh_msg_encode(e->msg, buf[i]);
-        iov[i].iov_base = buf[i];
-        iov[i].iov_len = IVSH_MSG_SIZE;
-        mm[i].msg_hdr.msg_iov = &iov[i];
-        mm[i].msg_hdr.msg_iovlen = 1;
-        if (e->set) {
-            memset(&control[i], 0, sizeof(control[i]));
-            mm[i].msg_hdr.msg_control = control[i].buf;
-            mm[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
-            cmsg = CMSG_FIRSTHDR(&mm[i].msg_hdr);
-            cmsg->cmsg_level = SOL_SOCKET;
-            cmsg->cmsg_type = SCM_RIGHTS;
-            cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cmsg), &e->set->fd[e->idx], sizeof(int));
-        }
+        ivsh_msghdr_fill(&mm[i].msg_hdr, &iov[i], buf[i], IVSH_MSG_SIZE,
+                         e->set ? e->set->fd[e->idx] : -1, &control[i]);
     }
     do {
         r = sendmmsg(p->sock, mm, n, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -211,26 +211,11 @@ static void test_reader_pieces(void)
 
 static void recv_one(int sock, int64_t *msg, int *fd)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    uint8_t buf[IVSH_MSG_SIZE];
-    struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1,
-        .msg_control = control.buf, .msg_controllen = sizeof(control.buf),
-    };
-    struct cmsghdr *cmsg;
+    IvshRecv rx;
 
-    g_assert_cmpint(recvmsg(sock, &mh, MSG_CMSG_CLOEXEC), ==, sizeof(buf));
-    *msg = ivsh_msg_decode(buf);
-    *fd = -1;
-    cmsg = CMSG_FIRSTHDR(&mh);
-    if (cmsg) {
-        g_assert_cmpint(cmsg->cmsg_type, ==, SCM_RIGHTS);
-        memcpy(fd, CMSG_DATA(cmsg), sizeof(int));
-    }
+    ivsh_recv_init(&rx);
+    g_assert_cmpint(ivsh_msg_recv(sock, &rx, msg, fd, 0), ==, 1);
+    g_assert_cmpuint(rx.extra_fds, ==, 0);
 }
 
 static void test_send_socketpair(void)
@@ -666,26 +651,16 @@ static void test_stream_byte_at_a_time(Fixture *f, gconstpointer data)
 
     /* One byte per recvmsg: the fd comes with the first byte */
     for (;;) {
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } control;
         uint8_t byte;
-        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-        struct msghdr mh = {
-            .msg_iov = &iov, .msg_iovlen = 1,
-            .msg_control = control.buf, .msg_controllen = sizeof(control),
-        };
-        struct cmsghdr *cmsg;
         IvshEvent ev;
+        int got;
 
-        if (recvmsg(sv[1], &mh, MSG_CMSG_CLOEXEC) <= 0) {
+        if (ivsh_recvmsg(sv[1], &byte, 1, &got, 0, NULL, NULL) <= 0) {
             break;
         }
-        cmsg = CMSG_FIRSTHDR(&mh);
-        if (cmsg) {
+        if (got >= 0) {
             g_assert_cmpint(fd, ==, -1);
-            memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+            fd = got;
         }
         ivsh_reader_feed(&r, &byte, 1, &complete, &msg);
         if (!complete) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
@@ -693,8 +694,7 @@ static void real_removed(void *opaque, IvshServerPeer *p, IvshServerDrop why)
 typedef struct RClient {
     int sock;
     IvshClient dec;
-    IvshReader rd;
-    int pending;
+    IvshRecv rx;
     GHashTable *peers;          /* ID -> GArray of fds */
     IvshServerPeer *peer;
 } RClient;
@@ -722,7 +722,7 @@ static RClient *rclient_new(Real *r, uint32_t vectors)
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     c->sock = sv[1];
-    c->pending = -1;
+    ivsh_recv_init(&c->rx);
     ivsh_client_init(&c->dec, vectors, 1 << 20);
     c->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                      fds_free);
@@ -737,9 +737,7 @@ static void rclient_free(RClient *c)
     if (c->sock >= 0) {
         close(c->sock);
     }
-    if (c->pending >= 0) {
-        close(c->pending);
-    }
+    ivsh_recv_reset(&c->rx);
     ivsh_client_destroy(&c->dec);
     g_hash_table_destroy(c->peers);
     g_free(c);
@@ -748,48 +746,19 @@ static void rclient_free(RClient *c)
 /* Read everything the client has, non-blocking, through the decoder */
 static void rclient_read(RClient *c)
 {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    uint8_t buf[IVSH_MSG_SIZE];
-    struct iovec iov;
-    struct msghdr mh;
-    struct cmsghdr *cmsg;
-    bool complete;
     int64_t msg;
-    ssize_t n;
+    int fd;
 
-    for (;;) {
+    while (ivsh_msg_recv(c->sock, &c->rx, &msg, &fd, MSG_DONTWAIT) > 0) {
         g_autoptr(GError) err = NULL;
         IvshEvent ev;
         GArray *fds;
 
-        iov.iov_base = buf;
-        iov.iov_len = ivsh_reader_want(&c->rd);
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
-        n = recvmsg(c->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n <= 0) {
-            return;
-        }
-        cmsg = CMSG_FIRSTHDR(&mh);
-        if (cmsg) {
-            g_assert_cmpint(c->pending, ==, -1);
-            memcpy(&c->pending, CMSG_DATA(cmsg), sizeof(int));
-        }
-        ivsh_reader_feed(&c->rd, buf, n, &complete, &msg);
-        if (!complete) {
-            continue;
-        }
-        if (ivsh_client_handle(&c->dec, msg, c->pending, &ev, &err) !=
-            IVSH_OK) {
+        g_assert_cmpuint(c->rx.extra_fds, ==, 0);
+        g_assert_false(c->rx.msg_lost);
+        if (ivsh_client_handle(&c->dec, msg, fd, &ev, &err) != IVSH_OK) {
             g_error("decoder: %s", err->message);
         }
-        c->pending = -1;
         switch (ev.kind) {
         case IVSH_EV_SHM:
             close(ev.fd);
@@ -928,6 +897,159 @@ static void test_sockets(void)
     g_assert_cmpuint(count_fds(), ==, fds);
 }
 
+/* ---- the receive helper (contrib/ivsh-lib/ivsh-io.c) ---- */
+
+/* Send raw bytes with any number of fds attached */
+static void send_raw(int sock, const void *buf, size_t len, const int *fds,
+                     unsigned nfds)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+    } control;
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    struct cmsghdr *cmsg;
+
+    g_assert_cmpuint(nfds, <=, 4);
+    if (nfds) {
+        memset(&control, 0, sizeof(control));
+        mh.msg_control = control.buf;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        cmsg = CMSG_FIRSTHDR(&mh);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
+    }
+    g_assert_cmpint(sendmsg(sock, &mh, 0), ==, len);
+}
+
+static void test_recv_pieces(void)
+{
+    unsigned fds = count_fds();
+    uint8_t enc[IVSH_MSG_SIZE];
+    int sv[2], efd, fd;
+    IvshRecv rx;
+    int64_t msg;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                    ==, 0);
+    efd = eventfd(0, EFD_CLOEXEC);
+    ivsh_recv_init(&rx);
+
+    /* Nothing there: -EAGAIN; then a message in three pieces */
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, MSG_DONTWAIT), ==,
+                    -EAGAIN);
+    ivsh_msg_encode(0x1234, enc);
+    send_raw(sv[0], enc, 3, &efd, 1);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, MSG_DONTWAIT), ==,
+                    -EAGAIN);
+    send_raw(sv[0], enc + 3, 4, NULL, 0);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, MSG_DONTWAIT), ==,
+                    -EAGAIN);
+    send_raw(sv[0], enc + 7, 1, NULL, 0);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, MSG_DONTWAIT), ==,
+                    1);
+    g_assert_cmpint(msg, ==, 0x1234);
+    g_assert_true(ivsh_fd_is_eventfd(fd));
+    g_assert_cmpint(fd, !=, efd);
+    g_assert_cmpint(fcntl(fd, F_GETFD), ==, FD_CLOEXEC);
+    close(fd);
+
+    /* A message without fd; then two fds with one message: one closed */
+    ivsh_msg_encode(-1, enc);
+    send_raw(sv[0], enc, 8, NULL, 0);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, 0), ==, 1);
+    g_assert_cmpint(msg, ==, -1);
+    g_assert_cmpint(fd, ==, -1);
+    ivsh_msg_encode(7, enc);
+    send_raw(sv[0], enc, 8, (int[]){ efd, efd }, 2);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, 0), ==, 1);
+    g_assert_cmpint(msg, ==, 7);
+    g_assert_cmpuint(rx.extra_fds, ==, 1);
+    close(fd);
+    /* ... and an fd with each of two pieces of one message */
+    send_raw(sv[0], enc, 2, &efd, 1);
+    send_raw(sv[0], enc + 2, 6, &efd, 1);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, 0), ==, 1);
+    g_assert_cmpuint(rx.extra_fds, ==, 2);
+    g_assert_false(rx.msg_lost);
+    close(fd);
+
+    /* The end in the middle of a message, with its fd: -EPIPE, no leak */
+    send_raw(sv[0], enc, 5, &efd, 1);
+    close(sv[0]);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, 0), ==, -EPIPE);
+    g_assert_cmpint(fd, ==, -1);
+    ivsh_recv_reset(&rx);
+    close(sv[1]);
+    close(efd);
+    g_assert_cmpuint(count_fds(), ==, fds);
+
+    /* The end on a message boundary: 0 */
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                    ==, 0);
+    close(sv[0]);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, 0), ==, 0);
+    g_assert_cmpint(ivsh_msg_recv(-1, &rx, &msg, &fd, 0), ==, -EBADF);
+    close(sv[1]);
+    g_assert_cmpuint(count_fds(), ==, fds);
+}
+
+/* Out of fds: the kernel drops the fd (MSG_CTRUNC), the helper says so */
+static void test_recv_ctrunc(void)
+{
+    unsigned fds = count_fds();
+    struct rlimit old, rl;
+    uint8_t enc[IVSH_MSG_SIZE];
+    int sv[2], efd, fd;
+    GArray *filler;
+    IvshRecv rx;
+    int64_t msg;
+    guint i;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                    ==, 0);
+    efd = eventfd(0, EFD_CLOEXEC);
+    ivsh_recv_init(&rx);
+    ivsh_msg_encode(3, enc);
+    send_raw(sv[0], enc, 8, &efd, 1);
+    send_raw(sv[0], enc, 8, &efd, 1);
+
+    /* A limit just above what is open, and every fd below it taken */
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    rl = old;
+    rl.rlim_cur = fds + 16;
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &rl), ==, 0);
+    filler = g_array_new(false, false, sizeof(int));
+    while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
+        g_array_append_val(filler, fd);
+    }
+    g_assert_cmpint(errno, ==, EMFILE);
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, 0), ==, 1);
+    for (i = 0; i < filler->len; i++) {
+        close(g_array_index(filler, int, i));
+    }
+    g_array_free(filler, true);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    g_assert_cmpint(msg, ==, 3);
+    g_assert_cmpint(fd, ==, -1);
+    g_assert_true(rx.msg_lost);
+    g_assert_cmpuint(rx.lost, ==, 1);
+
+    /* The next one is whole again */
+    g_assert_cmpint(ivsh_msg_recv(sv[1], &rx, &msg, &fd, 0), ==, 1);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_false(rx.msg_lost);
+    g_assert_cmpuint(rx.lost, ==, 1);
+    close(fd);
+    close(sv[0]);
+    close(sv[1]);
+    close(efd);
+    g_assert_cmpuint(count_fds(), ==, fds);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -948,5 +1070,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ivsh/server/throttle", test_throttle);
     g_test_add_func("/ivsh/server/shutdown", test_shutdown);
     g_test_add_func("/ivsh/server/sockets", test_sockets);
+    g_test_add_func("/ivsh/io/recv-pieces", test_recv_pieces);
+    g_test_add_func("/ivsh/io/recv-ctrunc", test_recv_ctrunc);
     return g_test_run();
 }
