@@ -19,7 +19,7 @@ FUZZ_TYPE ?= plain doorbell legacy
 .PHONY: qemu-asan fuzz fuzz-generic fuzz-replay
 
 qemu-asan: deps
-	@scripts/build-qemu.sh asan
+	@flock /tmp/ivsh-build-asan.lock scripts/build-qemu.sh asan
 
 CHECK_DEPS += qemu-asan
 
