@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
@@ -363,18 +364,57 @@ static Result cmd_info(Client *c, int argc, char **argv, GError **errp)
     return RES_OK;
 }
 
-static Result ring_one(Peer *p, guint64 vector, GError **errp)
+/*
+ * Eventfds are shared with QEMU, whose chardev clears O_NONBLOCK on
+ * every fd it receives (a flag of the open file, which all holders
+ * share).  So never count on it: read with RWF_NOWAIT, and poll before
+ * a write, which only blocks when the counter is full.
+ */
+static ssize_t eventfd_take(int fd, uint64_t *v)
 {
-    uint64_t one = 1;
-    int fd = g_array_index(p->fds, int, vector);
+    struct iovec iov = { .iov_base = v, .iov_len = sizeof(*v) };
+    ssize_t n;
 
-    if (write(fd, &one, sizeof(one)) != sizeof(one)) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
-                    "cannot ring peer %u vector %u: %s", p->id,
-                    (unsigned)vector, g_strerror(errno));
-        return RES_ERROR;
+    do {
+        n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EOPNOTSUPP) {
+        /* An old kernel: set the flag, and hope nobody clears it now */
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        n = read(fd, v, sizeof(*v));
     }
-    return RES_OK;
+    return n;
+}
+
+static Result ring_one(Client *c, Peer *p, guint64 vector, GError **errp)
+{
+    struct pollfd pfd = { .fd = g_array_index(p->fds, int, vector),
+                          .events = POLLOUT };
+    int64_t deadline = now_ms() + c->timeout_ms, left;
+    uint64_t one = 1;
+    ssize_t n;
+
+    for (;;) {
+        left = deadline - now_ms();
+        if (poll(&pfd, 1, MAX(left, 0)) == 1 && (pfd.revents & POLLOUT)) {
+            fcntl(pfd.fd, F_SETFL, fcntl(pfd.fd, F_GETFL) | O_NONBLOCK);
+            n = write(pfd.fd, &one, sizeof(one));
+            if (n == sizeof(one)) {
+                return RES_OK;
+            }
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                break;
+            }
+        } else if (left <= 0) {
+            errno = EAGAIN;
+            break;
+        }
+    }
+    g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+                "cannot ring peer %u vector %u: %s", p->id,
+                (unsigned)vector, errno == EAGAIN ?
+                "its counter stays full" : g_strerror(errno));
+    return errno == EAGAIN ? RES_TIMEOUT : RES_ERROR;
 }
 
 static Result cmd_ring(Client *c, int argc, char **argv, GError **errp)
@@ -397,7 +437,7 @@ static Result cmd_ring(Client *c, int argc, char **argv, GError **errp)
     }
     if (!strcmp(argv[2], "all")) {
         for (i = 0; i < p->fds->len; i++) {
-            if (ring_one(p, i, errp) != RES_OK) {
+            if (ring_one(c, p, i, errp) != RES_OK) {
                 return RES_ERROR;
             }
         }
@@ -409,7 +449,7 @@ static Result cmd_ring(Client *c, int argc, char **argv, GError **errp)
                     (unsigned)vector, p->fds->len);
         return RES_ERROR;
     }
-    return ring_one(p, vector, errp);
+    return ring_one(c, p, vector, errp);
 }
 
 static Result cmd_wait(Client *c, int argc, char **argv, GError **errp)
@@ -447,7 +487,7 @@ static Result cmd_wait(Client *c, int argc, char **argv, GError **errp)
     pfd[1].events = POLLIN;
     deadline = now_ms() + timeout;
     for (;;) {
-        if (read(pfd[0].fd, &v, sizeof(v)) == sizeof(v)) {
+        if (eventfd_take(pfd[0].fd, &v) == sizeof(v)) {
             got += v;
         }
         if (got >= count) {
