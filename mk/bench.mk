@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# The doorbell benchmark (bench/, project issue 8); never part of
-# "make check":
+# The doorbell benchmark (bench/); never part of "make check":
 #
 #   make bench          full run: configurations a b c c' d and the
 #                       floors, interleaved 5 times, then the join cost
@@ -14,7 +13,7 @@
 # Output: bench/results/bench-<date>-<mode>.json and two PNGs, the
 # markdown report on stdout and in docs/benchmarks.md (a quick run does
 # not replace the report of a full run).  Targets print PASS/MISS/n/a and
-# never fail the build.
+# never fail the build.  The floors alone: make bench-floor (mk/meson.mk).
 
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_ARGS ?=
@@ -24,17 +23,13 @@ QUICK ?= 0
 
 # The project's server when it builds; run-bench.py falls back to QEMU's
 # contrib ivshmem-server (and says so) when it does not.  The plots need
-# Debian's python3-matplotlib.
+# Debian's python3-matplotlib (install-deps.sh --bench).
 bench-deps: all upstream testguest bench-floor
 	@$(MAKE) --no-print-directory tools || \
 	    echo "bench: 'make tools' failed: QEMU's contrib ivshmem-server" \
 	         "will feed every configuration" >&2
-	@dpkg-query -W -f='$${Status}' python3-matplotlib 2>/dev/null | \
-	    grep -q 'ok installed' || { \
-	    echo "bench: installing python3-matplotlib (plots)"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	        python3-matplotlib >/dev/null || \
-	    echo "bench: python3-matplotlib unavailable: no plots" >&2; }
+	@scripts/install-deps.sh --bench || \
+	    echo "bench: python3-matplotlib unavailable: no plots" >&2
 
 bench: bench-deps
 	@$(BENCH_PYTHON) bench/run-bench.py \

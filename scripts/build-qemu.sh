@@ -20,6 +20,10 @@
 
 set -euo pipefail
 
+# The whole script is one compound command ({ ... exit; }), so bash has
+# read all of it before it runs any of it: editing this file (or a git
+# pull) while a build runs cannot derail the build.
+{
 flavour=${1:?usage: build-qemu.sh ours|upstream [ninja targets...]}
 shift
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +37,14 @@ upstream) link=upstream ;;
 asan) link=qemu-asan ;;
 *) echo "build-qemu: unknown flavour '$flavour'" >&2; exit 2 ;;
 esac
+
+# One build per tree at a time (two "make" runs in one checkout wait for
+# each other instead of interleaving).
+exec 9>"$B/trees/.lock-$flavour"
+if ! flock -n 9; then
+    echo "build-qemu[$flavour]: waiting for another build of this tree"
+    flock 9
+fi
 
 pristine=$("$top/scripts/fetch-qemu.sh")
 
@@ -122,6 +134,11 @@ hook_files() {
     hook meson.build after 'trace_events_subdirs = [' "  'hw/misc/ivsh',"
     # The project's qtests, registered after QEMU's own test loop.
     hook tests/qtest/meson.build append "subdir('ivsh')"
+    # The project's docs in QEMU's manual, each next to its QEMU sibling.
+    hook docs/system/device-emulation.rst after '   devices/ivshmem.rst' \
+        '   devices/ivsh.rst'
+    hook docs/specs/index.rst after '   ivshmem-spec' '   ivsh-spec'
+    hook docs/tools/index.rst after '   qemu-img' '   ivsh-server'
     # The project's fuzz target (tests/qtest/fuzz/ivsh_fuzz.c), asan only.
     if [ "$flavour" = asan ]; then
         hook tests/qtest/fuzz/meson.build append \
@@ -171,29 +188,15 @@ configure() {
 # Firmware from Debian's seabios, ipxe-qemu and qemu-system-data packages,
 # linked file by file into the directory the emulator searches when run
 # straight from the build directory (see "qemu-system-x86_64 -L help").
-FIRMWARE_DIRS="/usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu"
-
 firmware() {
-    local emu=$T/build/qemu-system-x86_64 dir d f
+    local emu=$T/build/qemu-system-x86_64 dir
     dir=$("$emu" -L help 2>/dev/null | grep '/qemu-bundle/.*/share/qemu$' |
           head -n 1)
     if [ -z "$dir" ]; then
         echo "build-qemu: cannot find the firmware directory of $emu" >&2
         exit 1
     fi
-    mkdir -p "$dir"
-    for d in $FIRMWARE_DIRS; do
-        if [ ! -d "$d" ]; then
-            echo "build-qemu: $d missing (install seabios ipxe-qemu" \
-                 "qemu-system-data)" >&2
-            exit 1
-        fi
-        for f in "$d"/*; do
-            if [ ! -e "$dir/${f##*/}" ]; then
-                ln -s "$f" "$dir/${f##*/}"
-            fi
-        done
-    done
+    "$top/scripts/link-firmware.sh" "$dir" >/dev/null
 }
 
 build() {
@@ -240,3 +243,5 @@ start=$SECONDS
 build "$@"
 firmware
 echo "build-qemu[$flavour]: done in $((SECONDS - start)) s"
+exit
+}

@@ -8,13 +8,20 @@
 #   - trixie (deb-src), for QEMU 10.0.x source via "apt-get source"
 #
 # Quiet and fast when everything is already there.
+#
+#   install-deps.sh           what make, make check and make demo need
+#   install-deps.sh --bench   also python3-matplotlib (make bench's plots)
 
 set -euo pipefail
 
 STAMP_PKGS=(ninja-build pkg-config libglib2.0-dev libpixman-1-dev flex bison
             ccache dpkg-dev valgrind seabios ipxe-qemu qemu-system-data python3-venv
             gcc make perl xz-utils bzip2 libpci-dev pciutils busybox-static
-            cpio gzip socat rsync python3 clang-14 libclang-rt-14-dev llvm-14)
+            cpio gzip socat rsync python3 clang-14 libclang-rt-14-dev llvm-14
+            python3-docutils)
+if [ "${1:-}" = --bench ]; then
+    STAMP_PKGS+=(python3-matplotlib)
+fi
 BPO_PKGS=(meson)
 
 need=()
@@ -81,6 +88,8 @@ EOS
 fi
 
 echo "install-deps: apt-get update"
+# An install interrupted earlier leaves dpkg half-done: finish it first.
+dpkg --configure -a
 apt-get update -qq
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"

@@ -10,26 +10,31 @@ Each gets a shell script through -fw_cfg name=opt/ivsh/script; its output
 arrives on the serial console (a file here) between IVSH-SCRIPT-BEGIN and
 IVSH-SCRIPT-END rc=N.  Waits are for those markers or process exit, each
 with a deadline, never fixed sleeps.
+
+Paths and process handling come from scripts/lib/ivshtest.py.
 """
 
 import ctypes
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
+import sys
 import time
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.path.join(TOP, "build")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "scripts", "lib"))
+import ivshtest  # noqa: E402
+
+TOP = ivshtest.TOP
+BUILD = ivshtest.BUILD
 GUEST_DIR = os.path.join(BUILD, "guest")
 QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 UPSTREAM_QEMU = os.path.join(BUILD, "upstream", "qemu-system-x86_64")
 UPSTREAM_SERVER = os.path.join(BUILD, "upstream", "contrib",
                                "ivshmem-server", "ivshmem-server")
 
-PROJECT_SERVER = os.path.join(BUILD, "tools", "ivsh-server")
+PROJECT_SERVER = os.path.join(ivshtest.TOOLS, "ivsh-server")
 
 
 def default_server(qemu):
@@ -78,13 +83,11 @@ def load_image(guest_dir=GUEST_DIR):
 
 
 def device_types(qemu):
-    """Names of the devices a QEMU binary offers."""
+    """Names of the devices a QEMU binary offers (none if it cannot run)."""
     try:
-        out = subprocess.run([qemu, "-device", "help"], capture_output=True,
-                             text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        return ivshtest.device_types(qemu)
+    except OSError:
         return set()
-    return set(re.findall(r'^name "([^"]+)"', out, re.M))
 
 
 def script_output(log):
@@ -124,30 +127,26 @@ class VM:
         self.rc = None
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return ivshtest.read_file(self.log_path)
 
     def wait_marker(self, pattern, deadline):
         """Wait until the serial log matches @pattern; returns the match."""
         rx = re.compile(pattern)
-        while True:
+
+        def seen():
+            exited = self.proc.poll() is not None
             m = rx.search(self.log())
-            if m:
-                return m
-            if self.proc.poll() is not None:
-                m = rx.search(self.log())
-                if m:
-                    return m
+            if not m and exited:
                 raise GuestError(f"{self.name}: QEMU exited "
                                  f"({self.proc.returncode}) before "
                                  f"'{pattern}'")
-            if time.monotonic() > deadline:
-                raise GuestError(f"{self.name}: no '{pattern}' within "
-                                 f"the deadline")
-            time.sleep(0.05)
+            return m
+        try:
+            return ivshtest.wait_for(seen, max(0, deadline - time.monotonic()),
+                                     f"'{pattern}'", interval=0.05)
+        except ivshtest.Fail:
+            raise GuestError(f"{self.name}: no '{pattern}' within "
+                             f"the deadline")
 
     def finish(self, deadline):
         """Wait for the script to end and QEMU to exit; returns the
@@ -170,8 +169,8 @@ class Session:
         self.qemu = qemu
         self.server_bin = server
         self.image = image or load_image()
-        self.dir = tempfile.mkdtemp(prefix="ivsh-guest-")
-        self.procs = []
+        self.procs = ivshtest.Procs(prefix="ivsh-guest-", keep=keep)
+        self.dir = self.procs.tmp
         self.shms = []
         self.keep = keep
         self.tag = f"ivsh-g{os.getpid()}"
@@ -196,29 +195,27 @@ class Session:
         sock = self.path(self.unique("sock"))
         log = self.path(self.unique("server") + ".log")
         try:
-            helptext = subprocess.run([self.server_bin, "-h"],
-                                      capture_output=True, text=True,
-                                      timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as e:
+            rc, helptext = ivshtest.run([self.server_bin, "-h"], 10)
+        except OSError as e:
             raise GuestError(f"server {self.server_bin}: {e}")
+        if rc is None:
+            raise GuestError(f"server {self.server_bin}: -h timed out")
         argv = [self.server_bin]
-        if re.search(r"^\s*-F\b", helptext.stdout + helptext.stderr, re.M):
+        if re.search(r"^\s*-F\b", helptext, re.M):
             argv.append("-F")       # QEMU's contrib server daemonizes
         argv += ["-S", sock, "-M", shm, "-l", str(size), "-n", str(vectors)]
         self.shms.append(shm)
-        with open(log, "w") as lf:
-            proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL,
-                                    preexec_fn=_die_with_parent)
-        self.procs.append(proc)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(sock):
+        proc = self.procs.spawn(argv, log=log, preexec_fn=_die_with_parent)
+
+        def up():
             if proc.poll() is not None:
                 raise GuestError(f"server exited ({proc.returncode}): "
-                                 + open(log).read()[-500:])
-            if time.monotonic() > deadline:
-                raise GuestError("server socket did not appear")
-            time.sleep(0.02)
+                                 + ivshtest.read_file(log)[-500:])
+            return os.path.exists(sock)
+        try:
+            ivshtest.wait_for(up, 20, f"the server socket {sock}")
+        except ivshtest.Fail:
+            raise GuestError("server socket did not appear")
         return Server(proc, sock, shm, log)
 
     def shm_file(self, size=1 << 20, content=b""):
@@ -247,41 +244,23 @@ class Session:
                     "APPEND", "console=ttyS0 panic=-1 quiet loglevel=3"),
                 "-fw_cfg", f"name=opt/ivsh/script,file={spath}"]
         argv += list(device_args) + list(extra_args)
-        qlog = open(self.path(f"{name}.qemu.log"), "w")
-        proc = subprocess.Popen(argv, stdout=qlog, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL,
+        proc = self.procs.spawn(argv, log=self.path(f"{name}.qemu.log"),
                                 preexec_fn=_die_with_parent)
-        qlog.close()
-        self.procs.append(proc)
         return VM(name, proc, log, time.monotonic())
 
     def qemu_log(self, vm):
-        try:
-            with open(self.path(f"{vm.name}.qemu.log"),
-                      errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return ivshtest.read_file(self.path(f"{vm.name}.qemu.log"))
 
     def cleanup(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.procs = []
+        """Kill every process, remove the shm objects and (unless kept)
+        the session's directory; safe to call more than once."""
+        self.procs.close()
         for name in self.shms:
             try:
                 os.unlink(os.path.join("/dev/shm", name))
             except FileNotFoundError:
                 pass
         self.shms = []
-        if not self.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def install_signal_cleanup(sessions):

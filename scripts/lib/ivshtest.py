@@ -177,10 +177,12 @@ def wait_for(pred, timeout, what, interval=0.01):
 
 class Procs:
     """Processes started by a test, each in its own process group; all
-    are killed (and a temporary directory removed) on exit."""
+    are killed (and a temporary directory removed, unless @keep) on
+    exit."""
 
-    def __init__(self, prefix="ivsh-test-"):
+    def __init__(self, prefix="ivsh-test-", keep=False):
         self.procs = []
+        self.keep = keep
         self.tmp = tempfile.mkdtemp(prefix=prefix)
 
     def path(self, name):
@@ -217,7 +219,8 @@ class Procs:
             except subprocess.TimeoutExpired:
                 pass
         self.procs = []
-        subprocess.run(["rm", "-rf", self.tmp])
+        if not self.keep:
+            subprocess.run(["rm", "-rf", self.tmp])
 
     def __enter__(self):
         return self

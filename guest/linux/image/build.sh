@@ -9,9 +9,12 @@
 #                               it needs, the ivshmem-guest, uio,
 #                               uio_pci_generic and qemu_fw_cfg modules,
 #                               and guest/linux/image/init
-#   build/guest/bin/ivshmem-guest, build/guest/linux/lib/libivshmem-guest.a,
-#   build/guest/linux/module/ivshmem-guest.ko
+#   build/guest/module/ivshmem-guest.ko
 #   build/guest/image.env       KERNEL=, INITRD=, KERNEL_PKG=, ... for tests
+#
+# The tool comes from the project's meson build ("make guest-tools":
+# build/guest/bin/ivshmem-guest, IVSH_GUEST_TOOL overrides); the module
+# is built here, by kbuild.
 #
 # The kernel and busybox come from Debian packages downloaded with
 # "apt-get download" (kept in build/guest/cache); the libraries are those
@@ -25,10 +28,16 @@
 
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/../.." && pwd)
+top=$(cd "$(dirname "$0")/../../.." && pwd)
 out=${IVSH_GUEST_OUT:-$top/build/guest}
+tool=${IVSH_GUEST_TOOL:-$top/build/guest/bin/ivshmem-guest}
 cache=$out/cache
 say() { echo "guest-image: $*"; }
+
+if [ ! -x "$tool" ]; then
+    say "$tool missing: run 'make guest-tools' (make guest-image does)" >&2
+    exit 1
+fi
 
 "$top/guest/linux/image/install-deps.sh"
 
@@ -83,10 +92,10 @@ kabi=${kpkg#linux-image-}
 
 # --- is the image up to date? ----------------------------------------------
 
-srcs=(include/hw/misc/ivsh-regs.h)
+srcs=()
 while IFS= read -r f; do
     srcs+=("$f")
-done < <(cd "$top" && find guest/linux/lib guest/linux/tools guest/linux/module guest/linux/image \
+done < <(cd "$top" && find guest/linux/module guest/linux/image \
              -type f ! -name '*~' | LC_ALL=C sort)
 
 libpkgs=$(cat "$out/libpkgs" 2>/dev/null || echo "libc6 libpci3")
@@ -98,6 +107,7 @@ inputs() {
         echo "lib $p=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null)"
     done
     (cd "$top" && sha256sum "${srcs[@]}")
+    sha256sum < "$tool"
 }
 stamp=$(inputs | sha256sum | cut -d' ' -f1)
 
@@ -130,19 +140,6 @@ if [ ! -f "$hdrs/Makefile" ]; then
     say "kernel headers missing in $hdrs" >&2
     exit 1
 fi
-
-# --- tools -----------------------------------------------------------------
-
-say "building libivshmem-guest and ivshmem-guest"
-mkdir -p "$out/obj" "$out/lib" "$out/bin"
-CFLAGS=(-std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Werror
-        -D_GNU_SOURCE -I"$top/include" -I"$top/guest/linux/lib"
-        -I"$top/guest/linux/module")
-gcc "${CFLAGS[@]}" -c "$top/guest/linux/lib/ivshmem-guest.c" \
-    -o "$out/obj/libivshmem-guest.o"
-ar rcs "$out/lib/libivshmem-guest.a" "$out/obj/libivshmem-guest.o"
-gcc "${CFLAGS[@]}" "$top/guest/linux/tools/ivshmem-guest.c" \
-    -L"$out/lib" -livshmem-guest -lpci -o "$out/bin/ivshmem-guest"
 
 # --- module ----------------------------------------------------------------
 
@@ -229,7 +226,7 @@ for a in $("$root/bin/busybox" --list-full); do
 done
 
 # The tool and the shared libraries it needs, from the host's packages
-cp "$out/bin/ivshmem-guest" "$root/usr/bin/"
+cp "$tool" "$root/usr/bin/ivshmem-guest"
 pkg_of() {
     local f g alt p
     for f in "$@"; do
@@ -259,7 +256,7 @@ while read -r lib; do
     */ld-linux*) cp "$real" "$root/lib64/$(basename "$lib")" ;;
     *) cp "$real" "$root/lib/x86_64-linux-gnu/$(basename "$lib")" ;;
     esac
-done < <(ldd "$out/bin/ivshmem-guest" | awk '/=> \// { print $3 } /^\t\// { print $1 }')
+done < <(ldd "$tool" | awk '/=> \// { print $3 } /^\t\// { print $1 }')
 printf '%s\n' "${pkgs[@]}" | LC_ALL=C sort -u | tr '\n' ' ' > "$out/libpkgs"
 libpkgs=$(cat "$out/libpkgs")
 
