@@ -57,7 +57,9 @@ struct IvshServerPeer {
     IvshQEntry *q;              /* ring buffer of queued messages */
     size_t qcap, qhead, qlen;
     unsigned sent;              /* bytes of the head message sent */
-    int64_t progress;           /* when the queue last moved (us) */
+    int64_t blocked;            /* since when its socket is full, or 0 */
+    uint64_t join_seq;          /* when it joined (event number) */
+    GList live;                 /* in IvshServer.live */
     void *data;
 };
 
@@ -70,9 +72,15 @@ struct IvshServer {
     IvshFdSet *shm;
     IvshServerPeer **by_id;     /* NR_IDS entries */
     unsigned nr_peers;
-    unsigned hint;              /* every ID below is taken */
+    unsigned cursor;            /* the next ID to try */
     unsigned top;               /* every ID from here on is free */
+    uint64_t seq;               /* events (joins, leaves) so far */
+    uint64_t *left_seq;         /* NR_IDS: when each ID last left, or 0 */
+    uint8_t *reserved;          /* NR_IDS: kept for a returning client */
+    GQueue live;                /* peers in the order they joined */
     size_t queued;
+    size_t max_queued;
+    int sndbuf;
     bool shutting_down;
     bool settling;
     GQueue doomed, dirty, throttled, zombies;
@@ -140,6 +148,9 @@ IvshServer *ivsh_server_new(const IvshServerConfig *cfg)
     s->max_peers = cfg->max_peers && cfg->max_peers < NR_IDS ?
                    cfg->max_peers : NR_IDS;
     s->max_queue = cfg->max_queue;
+    s->max_queued = cfg->max_queued ? cfg->max_queued
+                                     : IVSH_SERVER_DEFAULT_MAX_QUEUED;
+    s->sndbuf = cfg->sndbuf;
     if (cfg->ops) {
         s->ops = *cfg->ops;
     }
@@ -157,6 +168,9 @@ IvshServer *ivsh_server_new(const IvshServerConfig *cfg)
     s->shm->borrowed = true;
     s->shm->fd[0] = cfg->shm_fd;
     s->by_id = g_new0(IvshServerPeer *, NR_IDS);
+    s->left_seq = g_new0(uint64_t, NR_IDS);
+    s->reserved = g_new0(uint8_t, NR_IDS);
+    g_queue_init(&s->live);
     g_queue_init(&s->doomed);
     g_queue_init(&s->dirty);
     g_queue_init(&s->throttled);
@@ -170,12 +184,16 @@ static size_t queue_limit(const IvshServer *s)
     return (size_t)s->max_queue + 3 + (size_t)s->nr_peers * s->vectors;
 }
 
+static void queue_clear(IvshServer *s, IvshServerPeer *p);
+
+/* Remove @p soon; what it has queued is dropped now */
 static void doom(IvshServer *s, IvshServerPeer *p, IvshServerDrop why)
 {
     if (p->alive && !p->doomed) {
         p->doomed = true;
         p->why = why;
         g_queue_push_tail(&s->doomed, p);
+        queue_clear(s, p);
     }
 }
 
@@ -185,6 +203,35 @@ static void set_watch(IvshServer *s, IvshServerPeer *p, bool on)
         p->watching = on;
         s->ops.want_write(s->opaque, p, on);
     }
+}
+
+/*
+ * All queues together are full: drop the peer whose socket has been
+ * full for the longest time (else the one with the longest queue), so
+ * that the peers that read are not the ones to pay.  False if that is
+ * @p itself, which then gets nothing more.
+ */
+static bool relieve(IvshServer *s, IvshServerPeer *p)
+{
+    IvshServerPeer *q, *worst = NULL;
+    GList *l;
+
+    for (l = s->live.head; l; l = l->next) {
+        q = l->data;
+        if (q->doomed || !q->qlen) {
+            continue;
+        }
+        if (!worst ||
+            (q->blocked && (!worst->blocked || q->blocked < worst->blocked)) ||
+            (!q->blocked && !worst->blocked && q->qlen > worst->qlen)) {
+            worst = q;
+        }
+    }
+    if (!worst) {
+        worst = p;
+    }
+    doom(s, worst, IVSH_SERVER_OVERFLOW);
+    return worst != p;
 }
 
 static IvshQEntry *qentry(IvshServerPeer *p, size_t i)
@@ -204,8 +251,8 @@ static void enqueue(IvshServer *s, IvshServerPeer *p, int64_t msg,
         doom(s, p, IVSH_SERVER_OVERFLOW);
         return;
     }
-    if (!p->qlen) {
-        p->progress = g_get_monotonic_time();
+    if (s->queued >= s->max_queued && !relieve(s, p)) {
+        return;
     }
     if (p->qlen == p->qcap) {
         size_t cap = MAX(16, p->qcap * 2), i;
@@ -302,6 +349,9 @@ static void announce_leave(IvshServer *s, IvshServerPeer *p,
 static void send_stopped(IvshServer *s, IvshServerPeer *p, ssize_t err)
 {
     if (err == -EAGAIN || err == -EWOULDBLOCK) {
+        if (!p->blocked) {
+            p->blocked = g_get_monotonic_time();
+        }
         set_watch(s, p, true);
     } else if (err == -ETOOMANYREFS) {
         if (!p->throttled) {
@@ -347,7 +397,7 @@ static bool flush_batch(IvshServer *s, IvshServerPeer *p)
         send_stopped(s, p, -errno);
         return false;
     }
-    p->progress = g_get_monotonic_time();
+    p->blocked = 0;
     for (i = 0; i < (unsigned)r; i++) {
         if (mm[i].msg_len != IVSH_MSG_SIZE) {
             if (i + 1 < (unsigned)r || !mm[i].msg_len) {
@@ -386,7 +436,7 @@ static void flush(IvshServer *s, IvshServerPeer *p)
             return;
         }
         p->sent += MIN((size_t)n, sizeof(buf) - p->sent);
-        p->progress = g_get_monotonic_time();
+        p->blocked = 0;
         if (p->sent == sizeof(buf)) {
             queue_pop(s, p);
         }
@@ -406,7 +456,8 @@ static void remove_peer(IvshServer *s, IvshServerPeer *p, IvshServerDrop why)
     p->why = why;
     s->by_id[p->id] = NULL;
     s->nr_peers--;
-    s->hint = MIN(s->hint, p->id);
+    s->left_seq[p->id] = ++s->seq;
+    g_queue_unlink(&s->live, &p->live);
     while (s->top && !s->by_id[s->top - 1]) {
         s->top--;
     }
@@ -459,11 +510,51 @@ static void settle(IvshServer *s)
     s->settling = false;
 }
 
+/*
+ * The ID for a new peer: the first free one from the cursor on, which
+ * only moves forward and wraps at 65536, so a departed peer's ID comes
+ * back as late as possible.  QEMU 10.0's device frees a departed peer's
+ * eventfd array but keeps the pointer, and writes into it when the same
+ * ID connects again: an ID must not come back while a peer that was
+ * told it left is still connected.  So after a wrap, IDs that left
+ * before the oldest connected peer joined come first; only when there
+ * is none is another free one taken (and stock peers are at risk).
+ */
+static int pick_id(IvshServer *s, bool *unsafe)
+{
+    IvshServerPeer *oldest = s->live.head ? s->live.head->data : NULL;
+    int fallback = -1;
+    unsigned i, id;
+
+    *unsafe = false;
+    for (i = 0; i < NR_IDS; i++) {
+        id = (s->cursor + i) % NR_IDS;
+        if (s->by_id[id] || s->reserved[id]) {
+            continue;
+        }
+        if (!oldest || s->left_seq[id] < oldest->join_seq) {
+            return id;
+        }
+        if (fallback < 0) {
+            fallback = id;
+        }
+    }
+    *unsafe = fallback >= 0;
+    return fallback;
+}
+
 IvshServerPeer *ivsh_server_add_peer(IvshServer *s, int sock, GError **errp)
+{
+    return ivsh_server_add_peer_id(s, sock, -1, errp);
+}
+
+IvshServerPeer *ivsh_server_add_peer_id(IvshServer *s, int sock, int want,
+                                        GError **errp)
 {
     IvshServerPeer *p, *q;
     IvshFdSet *fds;
-    unsigned id;
+    bool unsafe = false;
+    int id;
     uint32_t v;
     int fd, fl;
 
@@ -478,6 +569,19 @@ IvshServerPeer *ivsh_server_add_peer(IvshServer *s, int sock, GError **errp)
                     "the limit of %u peers is reached", s->max_peers);
         close(sock);
         return NULL;
+    }
+    if (want >= 0) {
+        g_assert(want < NR_IDS && s->reserved[want] && !s->by_id[want]);
+        id = want;
+    } else {
+        id = pick_id(s, &unsafe);
+        if (id < 0) {
+            g_set_error(errp, IVSH_PROTO_ERROR, EUSERS,
+                        "no free peer ID (all are connected or kept for "
+                        "returning clients)");
+            close(sock);
+            return NULL;
+        }
     }
     fds = fdset_new(s->vectors);
     for (v = 0; v < s->vectors; v++) {
@@ -495,12 +599,16 @@ IvshServerPeer *ivsh_server_add_peer(IvshServer *s, int sock, GError **errp)
     if (fl >= 0 && !(fl & O_NONBLOCK)) {
         fcntl(sock, F_SETFL, fl | O_NONBLOCK);
     }
-
-    for (id = s->hint; s->by_id[id]; id++) {
-        /* IDs below s->hint are taken, and one at least is free */
+    if (s->sndbuf > 0 && !s->ops.send) {
+        setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &s->sndbuf,
+                   sizeof(s->sndbuf));
     }
-    s->hint = id + 1;
-    s->top = MAX(s->top, id + 1);
+    if (want >= 0) {
+        s->reserved[want] = 0;
+    } else {
+        s->cursor = (id + 1) % NR_IDS;
+    }
+    s->top = MAX(s->top, (unsigned)id + 1);
 
     p = g_new0(IvshServerPeer, 1);
     p->server = s;
@@ -508,13 +616,19 @@ IvshServerPeer *ivsh_server_add_peer(IvshServer *s, int sock, GError **errp)
     p->sock = sock;
     p->alive = true;
     p->fds = fds;
+    p->join_seq = ++s->seq;
+    p->live.data = p;
+    g_queue_push_tail_link(&s->live, &p->live);
     s->by_id[id] = p;
     s->nr_peers++;
+    if (s->ops.assigned) {
+        s->ops.assigned(s->opaque, p, unsafe);
+    }
 
     enqueue(s, p, IVSH_PROTOCOL_VERSION, NULL, 0);
     enqueue(s, p, id, NULL, 0);
     enqueue(s, p, IVSH_MSG_SHM, s->shm, 0);
-    for (id = 0; id < s->top; id++) {
+    for (id = 0; id < (int)s->top; id++) {
         q = s->by_id[id];
         if (q && q != p) {
             for (v = 0; v < s->vectors; v++) {
@@ -525,7 +639,7 @@ IvshServerPeer *ivsh_server_add_peer(IvshServer *s, int sock, GError **errp)
     for (v = 0; v < s->vectors; v++) {
         enqueue(s, p, p->id, p->fds, v);
     }
-    for (id = 0; id < s->top; id++) {
+    for (id = 0; id < (int)s->top; id++) {
         q = s->by_id[id];
         if (q && q != p) {
             for (v = 0; v < s->vectors; v++) {
@@ -581,7 +695,7 @@ void ivsh_server_expire(IvshServer *s, int64_t max_stall_us)
 
     for (id = 0; id < s->top; id++) {
         p = s->by_id[id];
-        if (p && p->qlen && now - p->progress >= max_stall_us) {
+        if (p && p->qlen && p->blocked && now - p->blocked >= max_stall_us) {
             doom(s, p, IVSH_SERVER_STALLED);
         }
     }
@@ -644,7 +758,33 @@ void ivsh_server_free(IvshServer *s)
     ivsh_server_collect(s);
     fdset_unref(s->shm);
     g_free(s->by_id);
+    g_free(s->left_seq);
+    g_free(s->reserved);
     g_free(s);
+}
+
+unsigned ivsh_server_cursor(const IvshServer *s)
+{
+    return s->cursor;
+}
+
+void ivsh_server_set_cursor(IvshServer *s, unsigned id)
+{
+    s->cursor = id % NR_IDS;
+}
+
+bool ivsh_server_reserve(IvshServer *s, unsigned id, bool on)
+{
+    if (id >= NR_IDS || (on && s->by_id[id])) {
+        return false;
+    }
+    s->reserved[id] = on;
+    return true;
+}
+
+bool ivsh_server_reserved(const IvshServer *s, unsigned id)
+{
+    return id < NR_IDS && s->reserved[id];
 }
 
 unsigned ivsh_server_nr_peers(const IvshServer *s)

@@ -7,9 +7,13 @@
  *
  * The core keeps the peer table and everything the protocol needs:
  *
- * - IDs: a new client gets the lowest free ID (0..65535), so a restarted
- *   peer gets its old ID back when nobody took it; an optional limit on
- *   the number of peers.
+ * - IDs: a new client gets the first free ID (0..65535) from a cursor
+ *   that only moves forward and wraps, so that a departed peer's ID comes
+ *   back as late as possible (QEMU 10.0's device corrupts its heap when
+ *   an ID it saw leave connects again; see pick_id()).  The caller can
+ *   keep IDs for clients that will come back (ivsh_server_reserve()),
+ *   hand them out again (ivsh_server_add_peer_id()) and save and restore
+ *   the cursor.  An optional limit on the number of peers.
  * - Eventfds: each peer has one eventfd per vector, created by the core.
  * - Fan-out: on a join, the new client gets the version, its ID, the
  *   shared memory, every other peer's eventfds and then its own; every
@@ -20,7 +24,10 @@
  *   not read cannot stall the server or the other clients.  The queue
  *   is bounded: a client whose backlog grows past a full set-up plus
  *   max_queue messages is dropped, and the others are told; so is one
- *   whose queue has not moved for a while (ivsh_server_expire()).
+ *   whose socket has been full for a while (ivsh_server_expire()); time
+ *   spent throttled by the server (ETOOMANYREFS) does not count.  All
+ *   queues together hold at most max_queued messages: beyond, the peer
+ *   whose socket has been full the longest is dropped.
  *   Messages about a peer that left before they were sent are
  *   withdrawn, so a slow client never pins a departed peer's eventfds,
  *   and its backlog stays about the size of one set-up.
@@ -76,18 +83,26 @@ typedef struct IvshServerOps {
     void (*want_write)(void *opaque, IvshServerPeer *peer, bool on);
     /* @peer was removed; its socket is closed right after this */
     void (*removed)(void *opaque, IvshServerPeer *peer, IvshServerDrop why);
+    /*
+     * @peer got its ID, which is not sent yet (e.g. to save it first).
+     * @reused: no ID was free that no connected peer saw leave.
+     */
+    void (*assigned)(void *opaque, IvshServerPeer *peer, bool reused);
 } IvshServerOps;
 
 typedef struct IvshServerConfig {
     uint32_t vectors;       /* eventfds per peer, 1..IVSH_MAX_VECTORS */
     uint32_t max_peers;     /* 0: IVSH_MAX_PEER_ID + 1 */
     uint32_t max_queue;     /* backlog allowed beyond a full set-up */
+    size_t max_queued;      /* all peers' queues together, 0: default */
+    int sndbuf;             /* SO_SNDBUF of client sockets, 0: as is */
     int shm_fd;             /* sent to every client; stays the caller's */
     const IvshServerOps *ops;
     void *opaque;
 } IvshServerConfig;
 
 #define IVSH_SERVER_DEFAULT_MAX_QUEUE 65536
+#define IVSH_SERVER_DEFAULT_MAX_QUEUED (8 * 1024 * 1024)
 
 IvshServer *ivsh_server_new(const IvshServerConfig *cfg);
 /* Close every peer's socket and eventfds; nothing is sent */
@@ -101,6 +116,16 @@ void ivsh_server_free(IvshServer *s);
  * peer returned is already gone (not alive) if sending to it failed.
  */
 IvshServerPeer *ivsh_server_add_peer(IvshServer *s, int sock, GError **errp);
+/* The same with the reserved ID @id (or a new one if @id is negative) */
+IvshServerPeer *ivsh_server_add_peer_id(IvshServer *s, int sock, int id,
+                                        GError **errp);
+
+/* The ID cursor: where the search for a free ID starts */
+unsigned ivsh_server_cursor(const IvshServer *s);
+void ivsh_server_set_cursor(IvshServer *s, unsigned id);
+/* Keep a free ID out of use (@on), or release it; false if in use */
+bool ivsh_server_reserve(IvshServer *s, unsigned id, bool on);
+bool ivsh_server_reserved(const IvshServer *s, unsigned id);
 
 /* Remove a peer and tell the others */
 void ivsh_server_drop_peer(IvshServer *s, IvshServerPeer *p,
@@ -116,7 +141,7 @@ void ivsh_server_flush_peer(IvshServer *s, IvshServerPeer *p);
 bool ivsh_server_throttled(const IvshServer *s);
 void ivsh_server_retry(IvshServer *s);
 
-/* Drop the peers whose queue has not moved for @max_stall_us or more */
+/* Drop the peers whose socket has been full for @max_stall_us or more */
 void ivsh_server_expire(IvshServer *s, int64_t max_stall_us);
 
 /*

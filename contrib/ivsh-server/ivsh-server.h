@@ -56,6 +56,8 @@ bool ivsh_check_size(uint64_t size, GError **errp);
  */
 bool ivsh_shm_open(IvshShm *shm, IvshShmKind kind, const char *name,
                    uint64_t size, GError **errp);
+/* Take @fd, a memfd kept by systemd's fd store, as the shared memory */
+bool ivsh_shm_adopt(IvshShm *shm, int fd, GError **errp);
 void ivsh_shm_close(IvshShm *shm);
 const char *ivsh_shm_kind_str(IvshShmKind kind);
 

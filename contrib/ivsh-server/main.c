@@ -41,11 +41,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <linux/sockios.h>
 #include "hw/misc/ivsh-regs.h"
 #include "ivsh-io.h"
 #include "server-core.h"
@@ -57,7 +59,11 @@
 #define RETRY_MS 10
 #define EXPIRE_MS 1000
 #define DEFAULT_STALL_TIMEOUT 60
+#define DEFAULT_RECLAIM_TIMEOUT 60
 #define SD_LISTEN_FDS_START 3
+#define FDSTORE_SHM "ivsh-shm"
+/* Fds kept for the server itself: epoll, signalfd, sockets, readers */
+#define RESERVED_FDS 32
 
 IvshLogLevel ivsh_log_level = IVSH_LOG_INFO;
 
@@ -113,6 +119,9 @@ typedef struct Options {
     int max_peers;
     int max_queue;
     int stall_timeout;
+    char *state;
+    int reclaim_timeout;
+    int max_queued;
     gboolean verbose;
     gboolean quiet;
     gboolean version;
@@ -139,7 +148,19 @@ typedef struct Server {
     bool quit;
     int exit_code;
     rlim_t nofile;
+    unsigned window;            /* messages in flight per client */
+    unsigned room;              /* peers that the fd limit allows */
+    int fdstore_shm;            /* the memfd from systemd's fd store */
+    /* --state: who had which ID, to give it back after a restart */
+    int state_fd;               /* the journal, O_APPEND */
+    unsigned state_lines;
+    GHashTable *kept;           /* "pid:start" -> GQueue of kept IDs */
+    GHashTable *owner;          /* ID -> "pid:start" (this run and kept) */
+    int64_t reclaim_until;      /* kept IDs are released then (ms) */
+    char *accepting;            /* identity of the client being added */
 } Server;
+
+static void state_gone(Server *s, unsigned id);
 
 /* ---- event registration ---- */
 
@@ -216,6 +237,9 @@ static void cb_removed(void *opaque, IvshServerPeer *p, IvshServerDrop why)
     }
     ivsh_log(level, "peer %u %s (%u connected)", ivsh_server_peer_id(p),
              ivsh_server_drop_str(why), ivsh_server_nr_peers(s->core));
+    if (why != IVSH_SERVER_SHUTDOWN) {
+        state_gone(s, ivsh_server_peer_id(p));
+    }
     if (w) {
         /* Closing the socket removes it from the epoll set */
         ivsh_server_peer_set_data(p, NULL);
@@ -223,9 +247,12 @@ static void cb_removed(void *opaque, IvshServerPeer *p, IvshServerDrop why)
     }
 }
 
+static void cb_assigned(void *opaque, IvshServerPeer *p, bool reused);
+
 static const IvshServerOps server_ops = {
     .want_write = cb_want_write,
     .removed = cb_removed,
+    .assigned = cb_assigned,
 };
 
 /* ---- status ---- */
@@ -272,10 +299,15 @@ static GString *status_json(Server *s)
                            ivsh_shm_kind_str(s->shm.kind), s->shm.size);
     json_string(out, s->shm.name);
     g_string_append_printf(out, ", \"sealed\": %s}, \"fd-limit\": %llu, "
+                           "\"room\": %u, \"window\": %u, "
+                           "\"next-id\": %u, \"kept-ids\": %u, "
                            "\"nr-peers\": %u, \"queued\": %zu, "
                            "\"peers\": [",
                            s->shm.sealed ? "true" : "false",
-                           (unsigned long long)s->nofile,
+                           (unsigned long long)s->nofile, s->room, s->window,
+                           ivsh_server_cursor(s->core),
+                           s->opt.state ? g_hash_table_size(s->owner) -
+                           ivsh_server_nr_peers(s->core) : 0,
                            ivsh_server_nr_peers(s->core),
                            ivsh_server_queued(s->core));
     while ((p = ivsh_server_next_peer(s->core, p))) {
@@ -374,6 +406,323 @@ static void status_accept(Server *s)
     status_write(s, w);
 }
 
+/* ---- who had which ID: --state ---- */
+
+/*
+ * A client is the process at the other end of its socket: SO_PEERCRED's
+ * pid and the process's start time (field 22 of /proc/PID/stat), so that
+ * a recycled pid is a different client.  "PID:START", or NULL.
+ */
+static char *proc_start(pid_t pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid);
+    g_autofree char *text = NULL;
+    g_auto(GStrv) f = NULL;
+    char *end;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL)) {
+        return NULL;
+    }
+    /* The command name may hold spaces and parentheses: skip past it */
+    end = strrchr(text, ')');
+    if (!end) {
+        return NULL;
+    }
+    f = g_strsplit(g_strstrip(end + 1), " ", 0);
+    /* f[0] is field 3 (the state); the start time is field 22 */
+    return g_strv_length(f) > 19 ? g_strdup(f[19]) : NULL;
+}
+
+static char *peer_identity(int sock)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    g_autofree char *start = NULL;
+
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+        cred.pid <= 0) {
+        return NULL;
+    }
+    start = proc_start(cred.pid);
+    return start ? g_strdup_printf("%d:%s", (int)cred.pid, start) : NULL;
+}
+
+/* Is the process of identity @who still there (the same one)? */
+static bool identity_alive(const char *who)
+{
+    g_autofree char *start = NULL, *num = NULL;
+    const char *colon = strchr(who, ':');
+    guint64 pid;
+
+    if (!colon) {
+        return false;
+    }
+    num = g_strndup(who, colon - who);
+    if (!g_ascii_string_to_unsigned(num, 10, 1, G_MAXINT, &pid, NULL)) {
+        return false;
+    }
+    start = proc_start(pid);
+    return start && !strcmp(start, colon + 1);
+}
+
+static char *shm_identity(int fd)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0) {
+        return g_strdup("unknown");
+    }
+    return g_strdup_printf("%llu:%llu", (unsigned long long)st.st_dev,
+                           (unsigned long long)st.st_ino);
+}
+
+static void state_append(Server *s, const char *line)
+{
+    size_t len = strlen(line);
+
+    if (s->state_fd < 0) {
+        return;
+    }
+    /* One write per record: a crash leaves whole lines, or a torn last */
+    if (write(s->state_fd, line, len) != (ssize_t)len) {
+        ivsh_log(IVSH_LOG_WARNING, "cannot write the state file %s: %s",
+                 s->opt.state, g_strerror(errno));
+    }
+    s->state_lines++;
+}
+
+static gint cmp_ids(gconstpointer a, gconstpointer b)
+{
+    return (gint)GPOINTER_TO_UINT(a) - (gint)GPOINTER_TO_UINT(b);
+}
+
+/* Rewrite the journal with what is true now, atomically (rename) */
+static bool state_compact(Server *s, GError **errp)
+{
+    g_autoptr(GString) out = g_string_new("ivsh-server-state 1\n");
+    g_autofree char *tmp = g_strconcat(s->opt.state, ".new", NULL);
+    g_autofree char *shm = shm_identity(s->shm.fd);
+    g_autoptr(GList) ids = g_hash_table_get_keys(s->owner);
+    GList *l;
+    int fd;
+
+    g_string_append_printf(out, "vectors %d\ncursor %u\nshm %s\n",
+                           s->opt.vectors, ivsh_server_cursor(s->core), shm);
+    ids = g_list_sort(ids, cmp_ids);
+    for (l = ids; l; l = l->next) {
+        g_string_append_printf(out, "peer %u %s\n", GPOINTER_TO_UINT(l->data),
+                               (char *)g_hash_table_lookup(s->owner,
+                                                           l->data));
+    }
+    if (!g_file_set_contents_full(tmp, out->str, out->len,
+                                  G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                  errp) ||
+        rename(tmp, s->opt.state) < 0) {
+        if (errp && !*errp) {
+            g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+                        "cannot replace %s: %s", s->opt.state,
+                        g_strerror(errno));
+        }
+        unlink(tmp);
+        return false;
+    }
+    fd = open(s->opt.state, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno),
+                    "cannot open %s: %s", s->opt.state, g_strerror(errno));
+        return false;
+    }
+    if (s->state_fd >= 0) {
+        close(s->state_fd);
+    }
+    s->state_fd = fd;
+    s->state_lines = 4 + g_hash_table_size(s->owner);
+    return true;
+}
+
+static void state_maybe_compact(Server *s)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (s->state_fd >= 0 &&
+        s->state_lines > 2 * g_hash_table_size(s->owner) + 256 &&
+        !state_compact(s, &err)) {
+        ivsh_log(IVSH_LOG_WARNING, "%s", err->message);
+    }
+}
+
+/* The core gave @p its ID: write it down before it is sent */
+static void cb_assigned(void *opaque, IvshServerPeer *p, bool reused)
+{
+    Server *s = opaque;
+    unsigned id = ivsh_server_peer_id(p);
+    g_autofree char *line = NULL;
+    const char *who = s->accepting ? s->accepting : "unknown";
+
+    if (reused) {
+        ivsh_log(IVSH_LOG_WARNING, "peer ID %u is used again while peers "
+                 "that saw it leave are connected: QEMU 10.0's own "
+                 "ivshmem-doorbell corrupts its heap then", id);
+    }
+    g_hash_table_insert(s->owner, GUINT_TO_POINTER(id), g_strdup(who));
+    line = g_strdup_printf("peer %u %s\ncursor %u\n", id, who,
+                           ivsh_server_cursor(s->core));
+    state_append(s, line);
+}
+
+static void state_gone(Server *s, unsigned id)
+{
+    g_autofree char *line = NULL;
+
+    if (!g_hash_table_remove(s->owner, GUINT_TO_POINTER(id))) {
+        return;
+    }
+    line = g_strdup_printf("gone %u\n", id);
+    state_append(s, line);
+    state_maybe_compact(s);
+}
+
+/*
+ * Read the journal of the previous run: the cursor, and the IDs that
+ * were connected, kept for their processes for --reclaim-timeout.
+ * Unknown or torn lines are ignored.
+ */
+static bool state_load(Server *s, GError **errp)
+{
+    g_autofree char *text = NULL, *shm = shm_identity(s->shm.fd);
+    g_autofree char *old_shm = NULL;
+    g_autoptr(GError) err = NULL;
+    g_auto(GStrv) lines = NULL;
+    GPtrArray *order = g_ptr_array_new();
+    guint64 v, vectors = s->opt.vectors, cursor = 0;
+    unsigned i, kept = 0;
+    bool have_cursor = false;
+
+    if (!g_file_get_contents(s->opt.state, &text, NULL, &err)) {
+        if (!g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+            g_propagate_error(errp, g_steal_pointer(&err));
+            g_ptr_array_free(order, true);
+            return false;
+        }
+        text = g_strdup("");
+    }
+    lines = g_strsplit(text, "\n", -1);
+    for (i = 0; lines[i] && lines[i + 1]; i++) {   /* whole lines only */
+        g_auto(GStrv) f = g_strsplit(lines[i], " ", 3);
+        guint n = g_strv_length(f);
+
+        if (n == 2 && !strcmp(f[0], "cursor") &&
+            g_ascii_string_to_unsigned(f[1], 10, 0, IVSH_MAX_PEER_ID, &v,
+                                       NULL)) {
+            cursor = v;
+            have_cursor = true;
+        } else if (n == 2 && !strcmp(f[0], "vectors")) {
+            g_ascii_string_to_unsigned(f[1], 10, 1, MAX_VECTORS, &vectors,
+                                       NULL);
+        } else if (n == 2 && !strcmp(f[0], "shm")) {
+            g_free(old_shm);
+            old_shm = g_strdup(f[1]);
+        } else if (n == 3 && !strcmp(f[0], "peer") &&
+                   g_ascii_string_to_unsigned(f[1], 10, 0, IVSH_MAX_PEER_ID,
+                                              &v, NULL)) {
+            if (!g_hash_table_contains(s->owner, GUINT_TO_POINTER(v))) {
+                g_ptr_array_add(order, GUINT_TO_POINTER(v));
+            }
+            g_hash_table_insert(s->owner, GUINT_TO_POINTER(v),
+                                g_strdup(f[2]));
+        } else if (n == 2 && !strcmp(f[0], "gone") &&
+                   g_ascii_string_to_unsigned(f[1], 10, 0, IVSH_MAX_PEER_ID,
+                                              &v, NULL)) {
+            g_hash_table_remove(s->owner, GUINT_TO_POINTER(v));
+        }
+    }
+    if (have_cursor) {
+        ivsh_server_set_cursor(s->core, cursor);
+    }
+    /* Keep each ID for its process, in the order they had connected */
+    for (i = 0; i < order->len; i++) {
+        gpointer id = g_ptr_array_index(order, i);
+        const char *who = g_hash_table_lookup(s->owner, id);
+        GQueue *q;
+
+        if (!who) {
+            continue;
+        }
+        if (!strcmp(who, "unknown") || !identity_alive(who)) {
+            g_hash_table_remove(s->owner, id);
+            continue;
+        }
+        q = g_hash_table_lookup(s->kept, who);
+        if (!q) {
+            q = g_queue_new();
+            g_hash_table_insert(s->kept, g_strdup(who), q);
+        }
+        g_queue_push_tail(q, id);
+        ivsh_server_reserve(s->core, GPOINTER_TO_UINT(id), true);
+        kept++;
+    }
+    g_ptr_array_free(order, true);
+    s->reclaim_until = g_get_monotonic_time() / 1000 +
+                       (int64_t)s->opt.reclaim_timeout * 1000;
+    if (text[0]) {
+        ivsh_log(IVSH_LOG_INFO, "state %s: next ID %u, %u IDs kept for "
+                 "returning clients for %d s", s->opt.state,
+                 ivsh_server_cursor(s->core), kept, s->opt.reclaim_timeout);
+    }
+    if (kept && old_shm && strcmp(old_shm, shm)) {
+        ivsh_log(IVSH_LOG_WARNING, "the shared memory is not the one of "
+                 "the previous run: reconnecting VMs will refuse it");
+    }
+    if (kept && vectors != (guint64)s->opt.vectors) {
+        ivsh_log(IVSH_LOG_WARNING, "the previous run had %u vectors, this "
+                 "one %d", (unsigned)vectors, s->opt.vectors);
+    }
+    return state_compact(s, errp);
+}
+
+/* Release the IDs kept for processes that are gone or too late */
+static void state_reclaim(Server *s)
+{
+    GHashTableIter it;
+    gpointer key, value;
+    bool late = g_get_monotonic_time() / 1000 >= s->reclaim_until;
+
+    g_hash_table_iter_init(&it, s->kept);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        GQueue *q = value;
+        gpointer id;
+
+        if (!late && identity_alive(key)) {
+            continue;
+        }
+        while ((id = g_queue_pop_head(q))) {
+            ivsh_log(IVSH_LOG_INFO, "peer ID %u released: process %s %s",
+                     GPOINTER_TO_UINT(id), (char *)key,
+                     late ? "did not come back in time" : "is gone");
+            ivsh_server_reserve(s->core, GPOINTER_TO_UINT(id), false);
+            state_gone(s, GPOINTER_TO_UINT(id));
+        }
+        g_hash_table_iter_remove(&it);
+    }
+}
+
+/* An ID kept for the process behind @who, or -1 */
+static int state_take(Server *s, const char *who)
+{
+    GQueue *q = who ? g_hash_table_lookup(s->kept, who) : NULL;
+    int id;
+
+    if (!q || g_queue_is_empty(q)) {
+        return -1;
+    }
+    id = GPOINTER_TO_INT(g_queue_pop_head(q));
+    g_hash_table_remove(s->owner, GINT_TO_POINTER(id));
+    if (g_queue_is_empty(q)) {
+        g_hash_table_remove(s->kept, who);
+    }
+    return id;
+}
+
 /* ---- clients ---- */
 
 static void client_accept(Server *s)
@@ -381,7 +730,7 @@ static void client_accept(Server *s)
     g_autoptr(GError) err = NULL;
     IvshServerPeer *p;
     unsigned i;
-    int fd;
+    int fd, id;
 
     for (i = 0; i < 64; i++) {
         fd = accept4(s->listen.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -396,18 +745,25 @@ static void client_accept(Server *s)
             }
             return;
         }
-        p = ivsh_server_add_peer(s->core, fd, &err);
+        g_free(s->accepting);
+        s->accepting = peer_identity(fd);
+        id = state_take(s, s->accepting);
+        p = ivsh_server_add_peer_id(s->core, fd, id, &err);
         if (!p) {
             ivsh_log(IVSH_LOG_WARNING, "refused a client: %s",
                      err->message);
             g_clear_error(&err);
+            if (id >= 0) {
+                ivsh_server_reserve(s->core, id, false);
+            }
             continue;
         }
         if (!ivsh_server_peer_alive(p)) {
             continue;
         }
-        ivsh_log(IVSH_LOG_INFO, "peer %u joined (%u connected)",
-                 ivsh_server_peer_id(p), ivsh_server_nr_peers(s->core));
+        ivsh_log(IVSH_LOG_INFO, "peer %u %s (%u connected)",
+                 ivsh_server_peer_id(p), id >= 0 ? "is back" : "joined",
+                 ivsh_server_nr_peers(s->core));
         if (peer_watch(s, p, false)->broken) {
             /* We would never hear from it: better gone than stuck */
             ivsh_server_drop_peer(s->core, p, IVSH_SERVER_SEND_ERROR);
@@ -505,7 +861,8 @@ static void run(Server *s, int64_t deadline)
         if (ivsh_server_throttled(s->core)) {
             timeout = timeout < 0 ? RETRY_MS : MIN(timeout, RETRY_MS);
         }
-        if (s->opt.stall_timeout && ivsh_server_queued(s->core)) {
+        if ((s->opt.stall_timeout && ivsh_server_queued(s->core)) ||
+            g_hash_table_size(s->kept)) {
             timeout = timeout < 0 ? EXPIRE_MS : MIN(timeout, EXPIRE_MS);
         }
         n = epoll_wait(s->epfd, events, G_N_ELEMENTS(events), timeout);
@@ -523,11 +880,15 @@ static void run(Server *s, int64_t deadline)
         if (ivsh_server_throttled(s->core)) {
             ivsh_server_retry(s->core);
         }
-        if (s->opt.stall_timeout && deadline < 0 &&
-            now_ms() - last_expire >= EXPIRE_MS) {
+        if (deadline < 0 && now_ms() - last_expire >= EXPIRE_MS) {
             last_expire = now_ms();
-            ivsh_server_expire(s->core, (int64_t)s->opt.stall_timeout *
-                                        G_USEC_PER_SEC);
+            if (s->opt.stall_timeout) {
+                ivsh_server_expire(s->core, (int64_t)s->opt.stall_timeout *
+                                            G_USEC_PER_SEC);
+            }
+            if (g_hash_table_size(s->kept)) {
+                state_reclaim(s);
+            }
         }
         end_of_batch(s);
     }
@@ -689,18 +1050,26 @@ static void unlink_ours(const char *path, dev_t dev, ino_t ino)
     }
 }
 
-/* systemd socket activation: LISTEN_PID and LISTEN_FDS */
-static int activated_socket(GError **errp)
+/*
+ * Fds from systemd (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, from fd 3
+ * on): a listening socket (socket activation) and what we put into the
+ * fd store before a restart (FDSTORE_SHM: the memfd).  Returns the
+ * listening socket, -1 if none, -2 on errors.
+ */
+static int activated_socket(Server *s, GError **errp)
 {
     const char *pid = g_getenv("LISTEN_PID");
     const char *fds = g_getenv("LISTEN_FDS");
-    guint64 v;
-    int val = 0;
-    socklen_t len = sizeof(val);
+    g_auto(GStrv) names = NULL;
+    guint64 v, n, i;
+    int val, fd, listen_fd = -1;
+    socklen_t len;
 
     if (!pid || !fds) {
         return -1;
     }
+    names = g_strsplit(g_getenv("LISTEN_FDNAMES") ?
+                       g_getenv("LISTEN_FDNAMES") : "", ":", -1);
     g_unsetenv("LISTEN_PID");
     g_unsetenv("LISTEN_FDS");
     g_unsetenv("LISTEN_FDNAMES");
@@ -708,48 +1077,142 @@ static int activated_socket(GError **errp)
         v != (guint64)getpid()) {
         return -1;
     }
-    if (!g_ascii_string_to_unsigned(fds, 10, 1, 1, &v, NULL)) {
+    if (!g_ascii_string_to_unsigned(fds, 10, 0, 4096, &n, NULL)) {
         g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "socket activation: LISTEN_FDS=%s, expected 1", fds);
+                    "LISTEN_FDS=%s is not a number of fds", fds);
         return -2;
     }
-    if (getsockopt(SD_LISTEN_FDS_START, SOL_SOCKET, SO_ACCEPTCONN,
-                   &val, &len) < 0 || !val) {
-        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                    "socket activation: fd %d is not a listening socket",
-                    SD_LISTEN_FDS_START);
-        return -2;
+    for (i = 0; i < n; i++) {
+        const char *name = i < g_strv_length(names) ? names[i] : "";
+
+        fd = SD_LISTEN_FDS_START + i;
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        val = 0;
+        len = sizeof(val);
+        if (!strcmp(name, FDSTORE_SHM) && s->fdstore_shm < 0) {
+            s->fdstore_shm = fd;
+        } else if (listen_fd < 0 &&
+                   getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &val,
+                              &len) == 0 && val) {
+            listen_fd = fd;
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        } else {
+            ivsh_log(IVSH_LOG_WARNING, "closing fd %d ('%s') from systemd: "
+                     "not ours", fd, name);
+            close(fd);
+        }
     }
-    fcntl(SD_LISTEN_FDS_START, F_SETFD, FD_CLOEXEC);
-    fcntl(SD_LISTEN_FDS_START, F_SETFL,
-          fcntl(SD_LISTEN_FDS_START, F_GETFL) | O_NONBLOCK);
-    return SD_LISTEN_FDS_START;
+    return listen_fd;
 }
 
-/* Tell systemd (Type=notify) that we are ready */
-static void notify_ready(void)
+/*
+ * A message to systemd (NOTIFY_SOCKET), with @fd attached unless it is
+ * negative: sd_notify() without libsystemd.  False if there is no
+ * NOTIFY_SOCKET or the message could not be sent.
+ */
+static bool sd_notify_fd(const char *msg, int fd)
 {
     const char *path = g_getenv("NOTIFY_SOCKET");
-    const char msg[] = "READY=1";
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    socklen_t len;
-    int fd;
+    struct timeval tv = { .tv_sec = 1 };
+    IvshFdCmsg control;
+    struct iovec iov;
+    struct msghdr mh;
+    int sock;
+    bool ok;
 
     if (!path || (path[0] != '/' && path[0] != '@') ||
         strlen(path) >= sizeof(sun.sun_path)) {
-        return;
+        return false;
     }
     strcpy(sun.sun_path, path);
     if (path[0] == '@') {
         sun.sun_path[0] = '\0';
     }
-    len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        sendto(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL,
-               (struct sockaddr *)&sun, len);
-        close(fd);
+    sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) {
+        return false;
     }
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ivsh_msghdr_fill(&mh, &iov, msg, strlen(msg), fd, &control);
+    mh.msg_name = &sun;
+    mh.msg_namelen = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+    ok = sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0;
+    close(sock);
+    return ok;
+}
+
+/*
+ * Tell systemd (Type=notify) that we are ready; first, put a memfd into
+ * its fd store (FileDescriptorStoreMax=), so that the next run of the
+ * unit serves the same memory and VMs can reconnect.
+ */
+static void notify_ready(Server *s)
+{
+    if (s->shm.kind == IVSH_SHM_MEMFD && g_getenv("NOTIFY_SOCKET")) {
+        if (sd_notify_fd("FDSTORE=1\nFDNAME=" FDSTORE_SHM "\nFDPOLL=0",
+                         s->shm.fd)) {
+            ivsh_log(IVSH_LOG_INFO, "shared memory in systemd's fd store");
+        } else {
+            ivsh_log(IVSH_LOG_WARNING, "cannot put the shared memory into "
+                     "systemd's fd store: %s", g_strerror(errno));
+        }
+    }
+    sd_notify_fd("READY=1", -1);
+}
+
+/*
+ * Messages with fds that one client may have in flight: the kernel
+ * charges every fd sent and not yet received to our user, and refuses
+ * more (ETOOMANYREFS) beyond RLIMIT_NOFILE.  Each message is one skb;
+ * SO_SNDBUF decides how many fit.  Try @sndbuf on a socketpair: the
+ * messages that fit, and the bytes each takes (*@truesize).
+ */
+static unsigned probe_window(int sndbuf, unsigned *truesize)
+{
+    uint8_t msg[IVSH_MSG_SIZE] = { 0 };
+    unsigned n = 0;
+    int sv[2], outq = 0;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        return 0;
+    }
+    if (sndbuf > 0) {
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    }
+    while (n < 100000 &&
+           send(sv[0], msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+           sizeof(msg)) {
+        n++;
+    }
+    if (truesize && n && ioctl(sv[0], SIOCOUTQ, &outq) == 0) {
+        *truesize = outq / n;
+    }
+    close(sv[0]);
+    close(sv[1]);
+    return n;
+}
+
+/*
+ * Size the client sockets so that a client has at most about one message
+ * in flight per fd it costs us (its socket and eventfds), at least the
+ * kernel's minimum; then the fds in flight never exceed our fd limit.
+ */
+static int choose_sndbuf(Server *s)
+{
+    unsigned want = s->opt.vectors + 1, truesize = 0, min;
+    int sndbuf = 1;
+
+    min = probe_window(1, &truesize);
+    if (want > min && truesize) {
+        sndbuf = (want * truesize + 1) / 2;
+    }
+    s->window = probe_window(sndbuf, NULL);
+    if (!s->window) {
+        s->window = want;
+        return 0;
+    }
+    return sndbuf;
 }
 
 /*
@@ -781,7 +1244,8 @@ static void raise_nofile(Server *s)
         return;
     }
     if (s->opt.max_peers) {
-        need = (rlim_t)s->opt.max_peers * (s->opt.vectors + 1) + 64;
+        need = (rlim_t)s->opt.max_peers *
+               MAX(s->opt.vectors + 1, (int)s->window) + RESERVED_FDS;
     }
     if (need > rl.rlim_max && rl.rlim_max != RLIM_INFINITY &&
         g_file_get_contents("/proc/sys/fs/nr_open", &nr_open, NULL, NULL) &&
@@ -799,13 +1263,20 @@ static void raise_nofile(Server *s)
         getrlimit(RLIMIT_NOFILE, &rl);
     }
     s->nofile = rl.rlim_cur;
-    /* What is open now, plus epoll, signalfd, sockets, a status reader */
-    used = count_fds() + 6;
-    ivsh_log(IVSH_LOG_INFO, "fd limit %llu: room for %llu peers with %d "
-             "vectors", (unsigned long long)rl.rlim_cur,
-             (unsigned long long)(rl.rlim_cur > used ?
-                                  (rl.rlim_cur - used) / (s->opt.vectors + 1)
-                                  : 0), s->opt.vectors);
+    /*
+     * Each peer costs its socket and eventfds in our fd table, and up to
+     * a window of messages with fds in flight, which the kernel counts
+     * against the same limit: refuse peers beyond what both allow.
+     */
+    used = count_fds() + RESERVED_FDS;
+    s->room = MIN(rl.rlim_cur > used ?
+                  (rl.rlim_cur - used) / MAX(s->opt.vectors + 1,
+                                             (int)s->window) : 0,
+                  IVSH_MAX_PEER_ID + 1);
+    ivsh_log(IVSH_LOG_INFO, "fd limit %llu: room for %u peers with %d "
+             "vectors, at most %u messages in flight each",
+             (unsigned long long)rl.rlim_cur, s->room, s->opt.vectors,
+             s->window);
     if (need && rl.rlim_cur < need) {
         ivsh_log(IVSH_LOG_WARNING, "%d peers need about %llu fds, the "
                  "limit is %llu", s->opt.max_peers,
@@ -857,7 +1328,7 @@ static bool parse_group(const char *str, gid_t *gid, GError **errp)
 static bool parse_options(Server *s, int argc, char **argv, GError **errp)
 {
     g_autofree char *vectors = NULL, *max_peers = NULL, *max_queue = NULL;
-    g_autofree char *stall = NULL;
+    g_autofree char *stall = NULL, *reclaim = NULL, *max_queued = NULL;
     Options *o = &s->opt;
     const GOptionEntry entries[] = {
         { "socket", 'S', 0, G_OPTION_ARG_FILENAME, &o->socket,
@@ -885,6 +1356,16 @@ static bool parse_options(Server *s, int argc, char **argv, GError **errp)
         { "stall-timeout", 0, 0, G_OPTION_ARG_STRING, &stall,
           "Drop a client that reads nothing queued for it for SEC "
           "seconds (default 60, 0: never)", "SEC" },
+        { "max-queued", 0, 0, G_OPTION_ARG_STRING, &max_queued,
+          "Messages queued for all clients together; beyond, the client "
+          "whose socket has been full the longest is dropped (default "
+          "8388608)", "N" },
+        { "state", 0, 0, G_OPTION_ARG_FILENAME, &o->state,
+          "Keep the next peer ID and who had which ID in FILE, to give "
+          "reconnecting clients their IDs after a restart", "FILE" },
+        { "reclaim-timeout", 0, 0, G_OPTION_ARG_STRING, &reclaim,
+          "With --state: keep the IDs of the previous run SEC seconds for "
+          "their processes (default 60)", "SEC" },
         { "pidfile", 'p', 0, G_OPTION_ARG_FILENAME, &o->pidfile,
           "Write the process ID to PATH", "PATH" },
         { "status-socket", 0, 0, G_OPTION_ARG_FILENAME, &o->status_socket,
@@ -915,6 +1396,7 @@ static bool parse_options(Server *s, int argc, char **argv, GError **errp)
     o->vectors = 1;
     o->max_queue = IVSH_SERVER_DEFAULT_MAX_QUEUE;
     o->stall_timeout = DEFAULT_STALL_TIMEOUT;
+    o->reclaim_timeout = DEFAULT_RECLAIM_TIMEOUT;
     if ((vectors && !parse_int("--vectors", vectors, 1, MAX_VECTORS,
                                &o->vectors, errp)) ||
         (max_peers && !parse_int("--max-peers", max_peers, 1,
@@ -923,7 +1405,11 @@ static bool parse_options(Server *s, int argc, char **argv, GError **errp)
         (max_queue && !parse_int("--max-queue", max_queue, 0, G_MAXINT32,
                                  &o->max_queue, errp)) ||
         (stall && !parse_int("--stall-timeout", stall, 0, 86400,
-                             &o->stall_timeout, errp))) {
+                             &o->stall_timeout, errp)) ||
+        (reclaim && !parse_int("--reclaim-timeout", reclaim, 0, 86400,
+                               &o->reclaim_timeout, errp)) ||
+        (max_queued && !parse_int("--max-queued", max_queued, 1024,
+                                  G_MAXINT32, &o->max_queued, errp))) {
         return false;
     }
     if (o->shm && o->file) {
@@ -964,9 +1450,30 @@ static bool setup(Server *s, GError **errp)
     if (s->opt.group && !parse_group(s->opt.group, &gid, errp)) {
         return false;
     }
-    if (!ivsh_shm_open(&s->shm, s->opt.shm ? IVSH_SHM_POSIX :
-                       s->opt.file ? IVSH_SHM_FILE : IVSH_SHM_MEMFD,
-                       s->opt.shm ? s->opt.shm : s->opt.file, size, errp)) {
+    s->listen.fd = activated_socket(s, errp);
+    if (s->listen.fd == -2) {
+        return false;
+    }
+    if (s->fdstore_shm >= 0 && (s->opt.shm || s->opt.file)) {
+        close(s->fdstore_shm);
+        s->fdstore_shm = -1;
+    }
+    if (s->fdstore_shm >= 0) {
+        if (!ivsh_shm_adopt(&s->shm, s->fdstore_shm, errp)) {
+            g_prefix_error(errp, "the shared memory from the fd store: ");
+            return false;
+        }
+        s->fdstore_shm = -1;
+        if (size && size != s->shm.size) {
+            ivsh_log(IVSH_LOG_WARNING, "--size %" G_GUINT64_FORMAT " ignored:"
+                     " the VMs map the %" G_GUINT64_FORMAT " bytes from "
+                     "before the restart", size, s->shm.size);
+        }
+        ivsh_log(IVSH_LOG_INFO, "shared memory from systemd's fd store");
+    } else if (!ivsh_shm_open(&s->shm, s->opt.shm ? IVSH_SHM_POSIX :
+                              s->opt.file ? IVSH_SHM_FILE : IVSH_SHM_MEMFD,
+                              s->opt.shm ? s->opt.shm : s->opt.file, size,
+                              errp)) {
         return false;
     }
     ivsh_log(IVSH_LOG_INFO, "shared memory: %s%s%s, %" G_GUINT64_FORMAT
@@ -974,6 +1481,7 @@ static bool setup(Server *s, GError **errp)
              s->shm.name ? " " : "", s->shm.name ? s->shm.name : "",
              s->shm.size, s->shm.sealed ? ", sealed" : "");
 
+    cfg.sndbuf = choose_sndbuf(s);
     raise_nofile(s);
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -1003,10 +1511,7 @@ static bool setup(Server *s, GError **errp)
         sigaction(SIGPIPE, &sa, NULL);
     }
 
-    fd = activated_socket(errp);
-    if (fd == -2) {
-        return false;
-    }
+    fd = s->listen.fd;
     if (fd >= 0) {
         s->activated = true;
         ivsh_log(IVSH_LOG_INFO, "listening on the socket from systemd");
@@ -1053,12 +1558,31 @@ static bool setup(Server *s, GError **errp)
     }
 
     cfg.vectors = s->opt.vectors;
-    cfg.max_peers = s->opt.max_peers;
+    cfg.max_peers = s->opt.max_peers ? MIN((unsigned)s->opt.max_peers,
+                                           s->room) : s->room;
+    if (!cfg.max_peers) {
+        g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_MFILE,
+                    "the fd limit (%llu) leaves no room for peers",
+                    (unsigned long long)s->nofile);
+        return false;
+    }
     cfg.max_queue = s->opt.max_queue;
+    cfg.max_queued = s->opt.max_queued;
     cfg.shm_fd = s->shm.fd;
     cfg.ops = &server_ops;
     cfg.opaque = s;
     s->core = ivsh_server_new(&cfg);
+    if (s->opt.state) {
+        if (!g_path_is_absolute(s->opt.state)) {
+            char *abs = g_canonicalize_filename(s->opt.state, NULL);
+
+            g_free(s->opt.state);
+            s->opt.state = abs;
+        }
+        if (!state_load(s, errp)) {
+            return false;
+        }
+    }
 
     if (!watch_add(s, &s->listen, EPOLLIN) ||
         !watch_add(s, &s->signal, EPOLLIN) ||
@@ -1087,9 +1611,14 @@ static void cleanup(Server *s)
 int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
-    Server s = { .epfd = -1, .spare_fd = -1 };
+    Server s = { .epfd = -1, .spare_fd = -1, .fdstore_shm = -1,
+                 .state_fd = -1 };
 
     s.dead = g_ptr_array_new_with_free_func(g_free);
+    s.kept = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                   (GDestroyNotify)g_queue_free);
+    s.owner = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                    g_free);
     s.listen.fd = s.status_listen.fd = s.signal.fd = -1;
     if (!parse_options(&s, argc, argv, &err)) {
         fprintf(stderr, "ivsh-server: %s\n", err->message);
@@ -1111,7 +1640,7 @@ int main(int argc, char **argv)
         cleanup(&s);
         return 1;
     }
-    notify_ready();
+    notify_ready(&s);
 
     run(&s, -1);
 
@@ -1121,8 +1650,11 @@ int main(int argc, char **argv)
         close(s.status_listen.fd);
     }
     cleanup(&s);
-    ivsh_server_announce_shutdown(s.core);
-    run(&s, now_ms() + SHUTDOWN_DRAIN_MS);
+    if (s.state_fd < 0) {
+        /* Nobody comes back: tell every peer that the others are gone */
+        ivsh_server_announce_shutdown(s.core);
+        run(&s, now_ms() + SHUTDOWN_DRAIN_MS);
+    }
     if (ivsh_server_queued(s.core)) {
         ivsh_log(IVSH_LOG_WARNING, "%zu messages not delivered at shutdown",
                  ivsh_server_queued(s.core));

@@ -25,6 +25,7 @@
 
 #ifndef F_SEAL_SEAL
 #define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
 #define F_SEAL_SEAL 0x0001
 #define F_SEAL_SHRINK 0x0002
 #define F_SEAL_GROW 0x0004
@@ -190,6 +191,30 @@ bool ivsh_shm_open(IvshShm *shm, IvshShmKind kind, const char *name,
         close(fd);
         return false;
     }
+    return true;
+}
+
+bool ivsh_shm_adopt(IvshShm *shm, int fd, GError **errp)
+{
+    struct stat st;
+    int seals;
+
+    memset(shm, 0, sizeof(*shm));
+    shm->fd = -1;
+    shm->kind = IVSH_SHM_MEMFD;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        !ivsh_check_size(st.st_size, errp)) {
+        if (errp && !*errp) {
+            g_set_error(errp, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                        "not a memfd or regular file");
+        }
+        close(fd);
+        return false;
+    }
+    seals = fcntl(fd, F_GET_SEALS);
+    shm->sealed = seals >= 0 && (seals & F_SEAL_SHRINK);
+    shm->fd = fd;
+    shm->size = st.st_size;
     return true;
 }
 

@@ -315,9 +315,9 @@ static void test_join_sequence(void)
     env_destroy(&e);
 }
 
-static void test_lowest_free_id(void)
+static void test_id_cursor(void)
 {
-    IvshServerPeer *p[4];
+    IvshServerPeer *p[4], *q;
     Env e = { 0 };
     unsigned i;
 
@@ -326,19 +326,90 @@ static void test_lowest_free_id(void)
         p[i] = join(&e, -1, NULL);
         g_assert_cmpuint(ivsh_server_peer_id(p[i]), ==, i);
     }
+    /* A departed peer's ID is not handed out again: the cursor goes on */
     ivsh_server_drop_peer(e.s, p[1], IVSH_SERVER_LEFT);
     ivsh_server_drop_peer(e.s, p[0], IVSH_SERVER_LEFT);
     g_assert_false(ivsh_server_peer_alive(p[0]));
     ivsh_server_collect(e.s);
+    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 4);
+    q = join(&e, -1, NULL);
+    g_assert_cmpuint(ivsh_server_peer_id(q), ==, 5);
+    g_assert_cmpuint(ivsh_server_cursor(e.s), ==, 6);
+
+    /*
+     * It wraps at 65536; then 0 and 1 are free, but peers 2 and 3, which
+     * were told they left, are still there: 6 comes first
+     */
+    ivsh_server_set_cursor(e.s, 65534);
+    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 65534);
+    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 65535);
+    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 6);
+    /* Once 2 and 3 are gone too, nobody connected saw 0 and 1 leave */
+    ivsh_server_drop_peer(e.s, p[2], IVSH_SERVER_LEFT);
+    ivsh_server_drop_peer(e.s, p[3], IVSH_SERVER_LEFT);
+    ivsh_server_set_cursor(e.s, 0);
     g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 0);
     g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 1);
-    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 4);
-    ivsh_server_drop_peer(e.s, p[3], IVSH_SERVER_LEFT);
-    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 3);
-    g_assert_cmpuint(ivsh_server_nr_peers(e.s), ==, 5);
-    g_assert_nonnull(ivsh_server_lookup(e.s, 4));
-    g_assert_null(ivsh_server_lookup(e.s, 5));
+    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 7);
+
+    /* A reserved ID is skipped, and can be handed out on purpose */
+    g_assert_true(ivsh_server_reserve(e.s, 8, true));
+    g_assert_false(ivsh_server_reserve(e.s, 7, true));      /* in use */
+    g_assert_cmpuint(ivsh_server_peer_id(join(&e, -1, NULL)), ==, 9);
+    g_assert_true(ivsh_server_reserved(e.s, 8));
+    {
+        g_autoptr(GError) err = NULL;
+        int sock = open("/dev/null", O_RDWR | O_CLOEXEC);
+        Chan *c = g_new0(Chan, 1);
+
+        c->sock = sock;
+        c->sent = g_array_new(false, false, sizeof(Sent));
+        c->room = -1;
+        c->sends = -1;
+        c->fd = c->dup = -1;
+        g_hash_table_insert(e.chans, GINT_TO_POINTER(sock), c);
+        q = ivsh_server_add_peer_id(e.s, sock, 8, &err);
+        g_assert_no_error(err);
+        g_assert_cmpuint(ivsh_server_peer_id(q), ==, 8);
+        g_assert_false(ivsh_server_reserved(e.s, 8));
+        g_assert_cmpuint(decode(c, 1, NULL), ==, 9);
+    }
+    g_assert_cmpuint(ivsh_server_cursor(e.s), ==, 10);
+    g_assert_nonnull(ivsh_server_lookup(e.s, 65535));
+    g_assert_null(ivsh_server_lookup(e.s, 2));
     g_assert_null(ivsh_server_lookup(e.s, 1 << 20));
+    env_destroy(&e);
+}
+
+/* All queues together are bounded: the peer blocked longest pays */
+static void test_global_cap(void)
+{
+    IvshServerConfig cfg = {
+        .vectors = 4, .max_queue = 1000, .max_queued = 40,
+        .ops = &fake_ops,
+    };
+    IvshServerPeer *a, *b, *c;
+    Chan *ca, *cb, *cc;
+    Env e = { 0 };
+
+    env_init(&e, 4, 0, 1000);
+    ivsh_server_free(e.s);
+    cfg.opaque = &e;
+    cfg.shm_fd = e.shm;
+    e.s = ivsh_server_new(&cfg);
+    a = join(&e, -1, &ca);
+    ca->room = 0;
+    b = join(&e, -1, &cb);      /* A: 4 queued, blocked first */
+    cb->room = 0;
+    c = join(&e, -1, &cc);      /* A: 8, B: 4 */
+    /* Joins until the queues of A and B pass 40: A goes, B stays */
+    while (ivsh_server_peer_alive(a)) {
+        join(&e, -1, NULL);
+    }
+    g_assert_true(ivsh_server_peer_alive(b));
+    g_assert_true(ivsh_server_peer_alive(c));
+    g_assert_nonnull(strstr(e.removed->str, "0:3 "));
+    g_assert_cmpuint(ivsh_server_queued(e.s), <=, 40);
     env_destroy(&e);
 }
 
@@ -628,6 +699,9 @@ static void test_throttle(void)
     g_assert_true(ivsh_server_throttled(e.s));
     g_assert_true(ivsh_server_peer_alive(a));
     g_assert_cmpuint(ivsh_server_peer_queued(a), ==, 2);
+    /* Throttled by the server is not stalled */
+    ivsh_server_expire(e.s, 0);
+    g_assert_true(ivsh_server_peer_alive(a));
     ivsh_server_retry(e.s);
     g_assert_true(ivsh_server_throttled(e.s));
     ca->error = 0;
@@ -1054,7 +1128,8 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/ivsh/server/join-sequence", test_join_sequence);
-    g_test_add_func("/ivsh/server/lowest-free-id", test_lowest_free_id);
+    g_test_add_func("/ivsh/server/id-cursor", test_id_cursor);
+    g_test_add_func("/ivsh/server/global-cap", test_global_cap);
     g_test_add_func("/ivsh/server/iterate", test_iterate);
     g_test_add_func("/ivsh/server/max-peers", test_max_peers);
     g_test_add_func("/ivsh/server/leave-fanout", test_leave_fanout);
