@@ -109,6 +109,19 @@ enum {
     IVG_CMD_EXIT = 7,
     /* every vector rings itself, then MASKTEST on itself; arg4 ms */
     IVG_CMD_SELFTEST = 8,
+    /*
+     * MSI-X off, ring itself on arg1, see the PBA bit and no interrupt,
+     * MSI-X on, see the interrupt; then ring again; arg4 ms
+     */
+    IVG_CMD_MSIXTEST = 9,
+    /* ring arg0 on arg1 until IvgSlot.stop is set (count in res[0]) */
+    IVG_CMD_RING = 10,
+    /*
+     * wait up to arg4 ms for a hot-unplug request for the device (ACPI
+     * PCI hotplug of i440FX), eject it, count the interrupts of the
+     * next arg2 ms, report on the console and exit: never returns
+     */
+    IVG_CMD_UNPLUG = 11,
 };
 
 /* IvgSlot.status */
@@ -122,6 +135,7 @@ enum {
     IVG_ST_LOST = 6,                        /* not delivered on unmask */
     IVG_ST_BADCMD = 7,
     IVG_ST_EXCEPTION = 8,
+    IVG_ST_NOUNPLUG = 9,                    /* no unplug request came */
 };
 
 /* Results of IVG_CMD_PINGPONG (IvgSlot.res[]) */
@@ -157,6 +171,13 @@ enum {
     IVG_R_MT_TICKS,                         /* unmask to interrupt */
     IVG_R_ST_VECTORS,                       /* SELFTEST: vectors rung */
     IVG_R_ST_OK,                            /* SELFTEST: vectors delivered */
+    IVG_R_MX_AGAIN,                         /* MSIXTEST: ring after enable */
+};
+
+/* Results of IVG_CMD_RING and IVG_CMD_UNPLUG */
+enum {
+    IVG_R_RG_COUNT,                         /* RING: doorbells so far */
+    IVG_R_UP_ARMED = 1,                     /* UNPLUG: waiting for it */
 };
 
 #define IVG_NUM_RESULTS     16
@@ -242,7 +263,8 @@ typedef struct IvgSlot {
     uint32_t respond_peer;      /* responder mode: peer or NO_PEER */
     uint32_t respond_vector;
     uint32_t spurious;          /* interrupts nobody expected */
-    uint32_t reserved0[13];
+    uint32_t stop;              /* commander: end IVG_CMD_RING */
+    uint32_t reserved0[12];
     /* 0x080 */
     uint64_t res[IVG_NUM_RESULTS];
     /* 0x100: interrupts taken per MSI-X vector (INTx counts as 0) */

@@ -197,6 +197,9 @@ bool ivg_pci_find(IvgDev *d);
 void ivg_pci_setup(IvgDev *d);
 void ivg_msix_setup(IvgDev *d, uint32_t apic_id);
 void ivg_msix_mask(IvgDev *d, uint32_t vector, bool mask);
+void ivg_msix_enable(IvgDev *d, bool on);
+bool ivg_unplug_requested(IvgDev *d);
+void ivg_unplug_eject(IvgDev *d);
 bool ivg_msix_pending(IvgDev *d, uint32_t vector);
 bool ivg_intx_setup(IvgDev *d);
 

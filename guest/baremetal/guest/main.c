@@ -34,6 +34,9 @@ static uint32_t features;
 static uint64_t ram_size;
 static uint32_t last_seq;
 
+/* Device interrupts taken, in RAM: BAR2 is gone after an unplug */
+static SharedU32 irq_total;
+
 /* Responder mode, read by the interrupt handler */
 static SharedU32 resp_peer = IVG_NO_PEER;
 static SharedU32 resp_vector;
@@ -82,6 +85,7 @@ void ivg_irq(uint32_t vector)
     bool intx = vector == IVG_IDT_INTX;
     uint32_t v, p;
 
+    irq_total++;
     if (!slot) {
         /* too early (no slot yet): quiet the line, drop the doorbell */
         if (intx) {
@@ -458,6 +462,107 @@ static uint32_t cmd_selftest(const uint32_t *arg)
     return st;
 }
 
+/*
+ * MSI-X disabled: a doorbell on vector arg1 (rung by ourselves) leaves
+ * its PBA bit set and raises no interrupt; enabling MSI-X delivers it;
+ * a doorbell after that is delivered as usual.
+ */
+static uint32_t cmd_msixtest(const uint32_t *arg)
+{
+    uint32_t v = arg[1], ms = arg[4] ? arg[4] : 5000, c0, c1;
+    uint32_t short_ms = ms < 1000 ? ms : 1000;
+    SharedU32 *count = &slot->irq_count[v];
+    bool pba, delivered, again;
+
+    if (!dev.nvectors) {
+        return IVG_ST_NOIRQ;
+    }
+    if (!vector_ok(v)) {
+        return IVG_ST_BADARG;
+    }
+    c0 = *count;
+    ivg_msix_enable(&dev, false);
+    ring(my_id, v);
+    pba = wait_for(cond_pba, v, short_ms, true);
+    c1 = *count;
+    ivg_msix_enable(&dev, true);
+    delivered = wait_ne(count, c1, short_ms, false);
+    slot->res[IVG_R_MT_PBA_SET] = pba;
+    slot->res[IVG_R_MT_EARLY] = c1 - c0;
+    slot->res[IVG_R_MT_DELIVERED] = *count - c1;
+    c1 = *count;
+    ring(my_id, v);
+    again = wait_ne(count, c1, ms, false);
+    slot->res[IVG_R_MX_AGAIN] = again;
+    ivg_printf("ivsh-guest: msixtest vector %u: pba %u early %u "
+               "delivered %u again %u\n", v, pba,
+               (uint32_t)slot->res[IVG_R_MT_EARLY], delivered, again);
+    if (slot->res[IVG_R_MT_EARLY]) {
+        return IVG_ST_EARLY;
+    }
+    if (!delivered || !again) {
+        return IVG_ST_LOST;
+    }
+    return pba ? IVG_ST_OK : IVG_ST_NOPBA;
+}
+
+/* Doorbells to arg0 on arg1 back to back until the commander says stop */
+static uint32_t cmd_ring(const uint32_t *arg)
+{
+    uint32_t peer = arg[0], v = arg[1], i;
+
+    if (peer >= IVG_MAX_SLOTS || !vector_ok(v)) {
+        return IVG_ST_BADARG;
+    }
+    while (!slot->stop) {
+        for (i = 0; i < 64; i++) {
+            ring(peer, v);
+        }
+        slot->res[IVG_R_RG_COUNT] += 64;
+    }
+    return IVG_ST_OK;
+}
+
+static bool cond_unplug(uintptr_t arg)
+{
+    return ivg_unplug_requested(&dev);
+}
+
+static bool cond_never(uintptr_t arg)
+{
+    return false;
+}
+
+/*
+ * Hot-unplug as an ACPI OSPM does it on i440FX: wait for the removal
+ * request, eject the slot.  Interrupts from the device must stop with
+ * the eject; the ones latched in the local APIC before it (one per
+ * vector at most) arrive at the sti after it.  Reports on the console
+ * and exits: BAR2 is gone.
+ */
+static uint32_t cmd_unplug(const uint32_t *arg)
+{
+    uint32_t ms = arg[4] ? arg[4] : DEFAULT_MS, after_ms = arg[2];
+    uint32_t n0, n1, n2;
+
+    slot->res[IVG_R_UP_ARMED] = 1;
+    if (!wait_for(cond_unplug, 0, ms, true)) {
+        return IVG_ST_NOUNPLUG;
+    }
+    n0 = irq_total;
+    cli();
+    ivg_unplug_eject(&dev);
+    sti();
+    wait_for(cond_never, 0, 1, false);      /* latched ones, then */
+    n1 = irq_total;
+    wait_for(cond_never, 0, after_ms, false);
+    n2 = irq_total;
+    ivg_printf("ivsh-guest: unplug: slot %u ejected after %u interrupts, "
+               "%u latched, %u in the %u ms after the eject\n",
+               (dev.bdf >> 3) & 0x1f, n0, n1 - n0, n2 - n1, after_ms);
+    ivg_exit(n2 == n1 ? IVG_EXIT_OK : IVG_EXIT_FAIL);
+}
+
 static uint32_t run_command(uint32_t cmd, const uint32_t *arg)
 {
     switch (cmd) {
@@ -475,6 +580,12 @@ static uint32_t run_command(uint32_t cmd, const uint32_t *arg)
         return cmd_masktest(arg);
     case IVG_CMD_SELFTEST:
         return cmd_selftest(arg);
+    case IVG_CMD_MSIXTEST:
+        return cmd_msixtest(arg);
+    case IVG_CMD_RING:
+        return cmd_ring(arg);
+    case IVG_CMD_UNPLUG:
+        return cmd_unplug(arg);
     case IVG_CMD_EXIT:
         return IVG_ST_OK;
     default:
@@ -637,6 +748,14 @@ void ivg_main(uint64_t boot_tsc)
 
     if (!ivg_strcmp(run, "boot")) {
         ivg_exit(IVG_EXIT_OK);
+    }
+    if (!ivg_strcmp(run, "msixtest")) {
+        arg[1] = dev.nvectors ? dev.nvectors - 1 : 0;
+        arg[4] = 5000;
+        st = cmd_msixtest(arg);
+        slot->status = st;
+        ivg_printf("ivsh-guest: msixtest: status %u\n", st);
+        ivg_exit(st == IVG_ST_OK ? IVG_EXIT_OK : IVG_EXIT_FAIL);
     }
     if (!ivg_strcmp(run, "selftest")) {
         arg[4] = 5000;

@@ -232,6 +232,39 @@ void ivg_msix_setup(IvgDev *d, uint32_t apic_id)
                   (ctrl | MSIX_CTRL_ENABLE) & ~MSIX_CTRL_FMASK);
 }
 
+/* MSI-X Enable bit of the Message Control register */
+void ivg_msix_enable(IvgDev *d, bool on)
+{
+    uint32_t ctrl = ivg_pci_read(d->bdf, d->msix_cap + MSIX_CTRL, 2);
+
+    ctrl = on ? ctrl | MSIX_CTRL_ENABLE : ctrl & ~MSIX_CTRL_ENABLE;
+    ivg_pci_write(d->bdf, d->msix_cap + MSIX_CTRL, 2, ctrl);
+}
+
+/*
+ * ACPI PCI hotplug of the i440FX machine (PIIX4 PM, I/O ports at
+ * 0xae00): the bus select register, the bitmap of slots with a pending
+ * removal request and the eject register an OSPM writes to finish one
+ */
+#define PCIHP_DOWN          0xae04
+#define PCIHP_EJECT         0xae08
+#define PCIHP_SELECT        0xae10
+
+bool ivg_unplug_requested(IvgDev *d)
+{
+    if (d->q35) {
+        return false;
+    }
+    outl(PCIHP_SELECT, 0);
+    return (inl(PCIHP_DOWN) >> ((d->bdf >> 3) & 0x1f)) & 1;
+}
+
+void ivg_unplug_eject(IvgDev *d)
+{
+    outl(PCIHP_SELECT, 0);
+    outl(PCIHP_EJECT, 1u << ((d->bdf >> 3) & 0x1f));
+}
+
 void ivg_msix_mask(IvgDev *d, uint32_t vector, bool mask)
 {
     uintptr_t e = d->msix_table + vector * MSIX_ENTRY_SIZE;

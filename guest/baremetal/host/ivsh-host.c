@@ -7,6 +7,7 @@
  */
 
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -645,6 +646,72 @@ bool ivh_qmp_stats(IvhQmp *q, IvhStats *st, int64_t deadline)
     stat_value(q->buf, "irq_injections", &st->irq_injections);
     qmp_consume(q, len);
     return true;
+}
+
+bool ivh_qmp_exec(IvhQmp *q, const char *cmd, char *reply, size_t size,
+                  int64_t deadline)
+{
+    char line[1024];
+    bool ok;
+    int len;
+
+    if (q->fd < 0) {
+        return false;
+    }
+    snprintf(line, sizeof(line), "%s\n", cmd);
+    len = qmp_cmd(q, line, deadline);
+    if (len < 0) {
+        return false;
+    }
+    ok = strstr(q->buf, "\"return\"") != NULL;
+    if (reply) {
+        snprintf(reply, size, "%s", q->buf);
+    }
+    qmp_consume(q, len);
+    return ok;
+}
+
+uint64_t ivh_thread_wakeups(pid_t pid, pid_t skip_tid)
+{
+    char path[64], text[4096];
+    struct dirent *e;
+    unsigned long long v;
+    uint64_t sum = 0;
+    const char *p;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (!d) {
+        return 0;
+    }
+    while ((e = readdir(d))) {
+        FILE *f;
+        size_t n;
+
+        if (e->d_name[0] == '.' || atoi(e->d_name) == skip_tid) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid,
+                 atoi(e->d_name));
+        f = fopen(path, "r");
+        if (!f) {
+            continue;
+        }
+        n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[n] = 0;
+        p = strstr(text, "\nvoluntary_ctxt_switches:");
+        if (p && sscanf(p, "\nvoluntary_ctxt_switches: %llu", &v) == 1) {
+            sum += v;
+        }
+        p = strstr(text, "nonvoluntary_ctxt_switches:");
+        if (p && sscanf(p, "nonvoluntary_ctxt_switches: %llu", &v) == 1) {
+            sum += v;
+        }
+    }
+    closedir(d);
+    return sum;
 }
 
 void ivh_qmp_close(IvhQmp *q)

@@ -91,10 +91,20 @@ typedef struct IvhQmp {
 typedef struct IvhStats {
     bool valid;                 /* false: no KVM statistics (TCG) */
     uint64_t exits, mmio_exits, io_exits, halt_exits, irq_injections;
+    uint64_t wakeups;           /* of QEMU's threads other than the vCPU */
 } IvhStats;
 
 bool ivh_qmp_open(IvhQmp *q, const char *path, int64_t deadline);
 bool ivh_qmp_stats(IvhQmp *q, IvhStats *st, int64_t deadline);
+/* Run a QMP command (JSON text); true if it returned; reply in @reply */
+bool ivh_qmp_exec(IvhQmp *q, const char *cmd, char *reply, size_t size,
+                  int64_t deadline);
 void ivh_qmp_close(IvhQmp *q);
+
+/*
+ * Context switches (voluntary and not) of the threads of process @pid
+ * other than @skip_tid: how often they were woken
+ */
+uint64_t ivh_thread_wakeups(pid_t pid, pid_t skip_tid);
 
 #endif

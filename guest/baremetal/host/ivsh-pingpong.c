@@ -11,6 +11,11 @@
  *             KVM, the vCPU exit counts from QMP query-stats
  *   selftest  one guest rings itself on every vector, then the PBA case
  *   boot      one guest boots and publishes its slot (also ivshmem-plain)
+ *   msixtest  one guest: MSI-X disabled, a doorbell stays pending (PBA)
+ *             until MSI-X is enabled again
+ *   unplug    two guests on "pc": A rings B back to back while B's device
+ *             is hot-unplugged (QMP device_del, B's ACPI eject); B must
+ *             take no interrupt after the eject
  *   probe     does the test guest run under KVM here?
  *
  * The guests ring the driver's own eventfd when they are ready and when
@@ -79,6 +84,7 @@ typedef struct Options {
     uint64_t timeout_s;
     int64_t vector;             /* -1: the last one */
     bool masktest;
+    bool reset;
     bool keep;
 } Options;
 
@@ -92,6 +98,7 @@ typedef struct Vm {
     char qmp_path[128];
     char con_path[128];
     IvhQmp qmp;
+    pid_t vcpu_tid;             /* from query-cpus-fast, 0: unknown */
 } Vm;
 
 static struct {
@@ -120,7 +127,8 @@ static void usage(void)
 {
     printf(
 "Usage: ivsh-pingpong [OPTION]...\n"
-"  --mode MODE        pingpong (default), selftest, boot, probe\n"
+"  --mode MODE        pingpong (default), selftest, msixtest, boot, unplug,\n"
+"                     probe\n"
 "  --qemu PATH        qemu-system-x86_64 (default build/qemu/...)\n"
 "  --server PATH      ivshmem server (default build/upstream/contrib/...)\n"
 "  --server-style S   contrib: QEMU's ivshmem-server (-F, -m /dev/shm);\n"
@@ -139,6 +147,7 @@ static void usage(void)
 "  --blast N          doorbells for the blast, 0: none (default 10000)\n"
 "  --copy BYTES       copy benchmark size, 0: none (default 1M)\n"
 "  --masktest         also run the masked-vector (PBA) case\n"
+"  --reset            then QMP system_reset of guest A and ping-pong again\n"
 "  --ioeventfd on|off device property (default: the device's default)\n"
 "  --shm-size SIZE    shared memory size (default 4M)\n"
 "  --timeout SEC      whole run (default 150)\n"
@@ -494,9 +503,10 @@ static void device_string(char *buf, size_t size)
     int n;
 
     if (!strcmp(R.o.device, "plain")) {
-        n = snprintf(buf, size, "ivshmem-plain,memdev=shm");
+        n = snprintf(buf, size, "ivshmem-plain,id=ivsh,memdev=shm");
     } else {
-        n = snprintf(buf, size, "%s,chardev=ivsh,vectors=%llu%s", R.type,
+        n = snprintf(buf, size, "%s,id=ivsh,chardev=ivsh,vectors=%llu%s",
+                     R.type,
                      (unsigned long long)R.o.vectors,
                      !strcmp(R.o.device, "legacy-msix") ? ",msi=on" :
                      !strcmp(R.o.device, "legacy-intx") ? ",msi=off" : "");
@@ -545,7 +555,9 @@ static void vm_start(Vm *vm, const char *accel, const char *cpu,
     argv[n++] = (char *)"-nodefaults";
     argv[n++] = (char *)"-display";
     argv[n++] = (char *)"none";
-    argv[n++] = (char *)"-no-reboot";
+    if (!R.o.reset) {
+        argv[n++] = (char *)"-no-reboot";
+    }
     argv[n++] = (char *)"-bios";
     argv[n++] = (char *)R.o.guest;
     argv[n++] = (char *)"-debugcon";
@@ -649,6 +661,9 @@ static void kvm_why(Vm *vm, const char *what, char *why, size_t size)
         snprintf(log, sizeof(log), ": %s", err);
     } else {
         last_line(vm->proc.log, log, sizeof(log));
+        if (strstr(log, "terminating on signal")) {
+            log[0] = 0;             /* our own SIGTERM: nothing to say */
+        }
     }
     last_line(vm->con_path, con, sizeof(con));
     snprintf(why, size, "%s%s; guest console%s", what, log,
@@ -672,7 +687,8 @@ static bool kvm_probe(char *why, size_t size)
     if (!exited) {
         ivh_stop(&probe.proc, 1000);
         R.probe = NULL;
-        kvm_why(&probe, "test guest did not finish under KVM", why, size);
+        kvm_why(&probe, "test guest did not finish under KVM within 20 s", why,
+                size);
         return false;
     }
     R.probe = NULL;
@@ -820,19 +836,18 @@ static const char *cmd_name(uint32_t cmd)
 {
     static const char *const names[] = {
         "none", "nop", "respond", "pingpong", "blast", "copy", "masktest",
-        "exit", "selftest",
+        "exit", "selftest", "msixtest", "ring", "unplug",
     };
 
     return cmd < sizeof(names) / sizeof(names[0]) ? names[cmd] : "?";
 }
 
-/* Post a command to @vm, ring it, wait for it; its status */
-static uint32_t vm_command(Vm *vm, uint32_t cmd, uint32_t a0, uint32_t a1,
-                           uint32_t a2, uint32_t a3)
+/* Post a command to @vm and ring it */
+static void vm_post(Vm *vm, uint32_t cmd, uint32_t a0, uint32_t a1,
+                    uint32_t a2, uint32_t a3)
 {
     SharedSlot *s = slot_of(vm->id);
     int64_t left = R.deadline - ivh_now_ms();
-    char what[64];
 
     s->mailbox.cmd = cmd;
     s->mailbox.arg[0] = a0;
@@ -844,6 +859,16 @@ static uint32_t vm_command(Vm *vm, uint32_t cmd, uint32_t a0, uint32_t a1,
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     s->mailbox.seq = ++vm->seq;
     ivh_client_ring(&R.client, vm->id, 0);
+}
+
+/* Post a command to @vm, ring it, wait for it; its status */
+static uint32_t vm_command(Vm *vm, uint32_t cmd, uint32_t a0, uint32_t a1,
+                           uint32_t a2, uint32_t a3)
+{
+    SharedSlot *s = slot_of(vm->id);
+    char what[64];
+
+    vm_post(vm, cmd, a0, a1, a2, a3);
     snprintf(what, sizeof(what), "%s to finish '%s'", vm->name,
              cmd_name(cmd));
     if (!wait_for(cond_done, vm, R.deadline, what)) {
@@ -883,6 +908,25 @@ static void stats(Vm *vm, IvhStats *st)
     if (vm->qmp.fd >= 0) {
         ivh_qmp_stats(&vm->qmp, st, ivh_now_ms() + 5000);
     }
+    st->wakeups = ivh_thread_wakeups(vm->proc.pid, vm->vcpu_tid);
+}
+
+/* QMP connection and the vCPU thread of @vm */
+static void vm_qmp(Vm *vm)
+{
+    char reply[2048], *p;
+
+    if (!ivh_qmp_open(&vm->qmp, vm->qmp_path, ivh_now_ms() + 5000)) {
+        fail("%s: no QMP", vm->name);
+    }
+    if (!ivh_qmp_exec(&vm->qmp, "{\"execute\": \"query-cpus-fast\"}",
+                      reply, sizeof(reply), ivh_now_ms() + 5000)) {
+        return;
+    }
+    p = strstr(reply, "\"thread-id\":");
+    if (p) {
+        vm->vcpu_tid = atoi(p + strlen("\"thread-id\":"));
+    }
 }
 
 /* Bucket midpoint at per-mille @pm of the histogram, in ns */
@@ -909,6 +953,10 @@ static double ticks_per_s(uint64_t events, uint64_t ticks)
 static void print_exits(const char *name, IvhStats *a, IvhStats *b,
                         const char *key)
 {
+    printf("  %s: QEMU threads other than the vCPU woke %llu times\n", name,
+           (unsigned long long)(b->wakeups - a->wakeups));
+    printf("RESULT %s_wakeups=%llu\n", key,
+           (unsigned long long)(b->wakeups - a->wakeups));
     if (!a->valid || !b->valid) {
         printf("  %s: vCPU exit counts n/a (%s)\n", name,
                strcmp(R.accel, "kvm") ? "TCG has no KVM statistics" :
@@ -926,6 +974,39 @@ static void print_exits(const char *name, IvhStats *a, IvhStats *b,
     printf("RESULT %s_mmio_exits=%llu %s_exits=%llu\n", key,
            (unsigned long long)(b->mmio_exits - a->mmio_exits), key,
            (unsigned long long)(b->exits - a->exits));
+}
+
+/*
+ * QMP system_reset of @a while @b keeps responding: the guest boots
+ * again, re-enables MSI-X, and the ping-pong must work as before (with
+ * KVM: still no MMIO exit per doorbell)
+ */
+static void pingpong_after_reset(Vm *a, Vm *b, uint32_t v)
+{
+    SharedSlot *sa = slot_of(a->id);
+    IvhStats sa0, sa1, sb0, sb1;
+    char reply[512];
+
+    sa->magic = 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!ivh_qmp_exec(&a->qmp, "{\"execute\": \"system_reset\"}", reply,
+                      sizeof(reply), ivh_now_ms() + 10000)) {
+        fail("%s: system_reset: %s", a->name, reply);
+    }
+    vm_wait_ready(a);
+    vm_command_ok(a, IVG_CMD_PINGPONG, b->id, v, 0,
+                  R.o.warmup ? R.o.warmup : 1);
+    stats(a, &sa0);
+    stats(b, &sb0);
+    vm_command_ok(a, IVG_CMD_PINGPONG, b->id, v, R.o.count, 0);
+    stats(a, &sa1);
+    stats(b, &sb1);
+    printf("reset: %s reset by QMP, booted again; %llu round trips after "
+           "it\n", a->name, (unsigned long long)sa->res[IVG_R_PP_COUNT]);
+    printf("RESULT reset=ok reset_round_trips=%llu\n",
+           (unsigned long long)sa->res[IVG_R_PP_COUNT]);
+    print_exits("after reset, initiator", &sa0, &sa1, "ra");
+    print_exits("after reset, responder", &sb0, &sb1, "rb");
 }
 
 static void mode_pingpong(void)
@@ -956,8 +1037,8 @@ static void mode_pingpong(void)
     R.tsc_khz = host_tsc_khz();
     global()->tsc_khz = R.tsc_khz;
     printf("host tsc %u kHz\n", R.tsc_khz);
-    ivh_qmp_open(&a->qmp, a->qmp_path, ivh_now_ms() + 5000);
-    ivh_qmp_open(&b->qmp, b->qmp_path, ivh_now_ms() + 5000);
+    vm_qmp(a);
+    vm_qmp(b);
 
     vm_command_ok(b, IVG_CMD_RESPOND, a->id, v, 0, 0);
     if (R.o.warmup) {
@@ -1052,6 +1133,10 @@ static void mode_pingpong(void)
         }
     }
 
+    if (R.o.reset) {
+        pingpong_after_reset(a, b, v);
+    }
+
     vm_command_ok(b, IVG_CMD_RESPOND, IVG_NO_PEER, 0, 0, 0);
     vm_exit(a);
     vm_exit(b);
@@ -1093,9 +1178,134 @@ static void mode_single(const char *run)
                    (unsigned long long)s->res[IVG_R_MT_DELIVERED]);
         }
     }
+    if (!strcmp(run, "msixtest")) {
+        printf("msixtest: vector %u, MSI-X disabled: pending bit %llu, "
+               "%llu interrupts; enabled: %llu delivered; next doorbell "
+               "%s; status %u\n", s->nvectors ? s->nvectors - 1 : 0,
+               (unsigned long long)s->res[IVG_R_MT_PBA_SET],
+               (unsigned long long)s->res[IVG_R_MT_EARLY],
+               (unsigned long long)s->res[IVG_R_MT_DELIVERED],
+               s->res[IVG_R_MX_AGAIN] ? "delivered" : "LOST", s->status);
+        printf("RESULT msix_pba=%llu msix_early=%llu msix_delivered=%llu "
+               "msix_again=%llu\n",
+               (unsigned long long)s->res[IVG_R_MT_PBA_SET],
+               (unsigned long long)s->res[IVG_R_MT_EARLY],
+               (unsigned long long)s->res[IVG_R_MT_DELIVERED],
+               (unsigned long long)s->res[IVG_R_MX_AGAIN]);
+    }
     if (vm->proc.status != IVG_EXIT_STATUS(IVG_EXIT_OK)) {
         fail("%s exited with status %d (guest status %u)", vm->name,
              vm->proc.status, s->status);
+    }
+}
+
+static bool cond_armed(void *arg)
+{
+    Vm *vm = arg;
+
+    return slot_of(vm->id)->res[IVG_R_UP_ARMED] != 0;
+}
+
+static bool cond_ringing(void *arg)
+{
+    Vm *vm = arg;
+
+    return slot_of(vm->id)->res[IVG_R_RG_COUNT] >= 1024;
+}
+
+/* The guest console line that starts with "ivsh-guest: @what" */
+static bool console_line(Vm *vm, const char *what, char *buf, size_t size)
+{
+    char line[512], want[64];
+    bool found = false;
+    FILE *f = fopen(vm->con_path, "r");
+
+    snprintf(want, sizeof(want), "ivsh-guest: %s", what);
+    while (f && fgets(line, sizeof(line), f)) {
+        if (!strncmp(line, want, strlen(want))) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(buf, size, "%.*s", (int)size - 1,
+                     line + strlen("ivsh-guest: "));
+            found = true;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return found;
+}
+
+/*
+ * Hot-unplug of B's device while A rings B back to back: B's guest waits
+ * for the ACPI removal request, ejects, counts the interrupts that still
+ * come and exits (33 = none after the eject).
+ */
+static void mode_unplug(void)
+{
+    Vm *a = &R.vm[0], *b = &R.vm[1];
+    SharedSlot *sa, *sb;
+    uint64_t at_del, at_exit;
+    char reply[512], line[256] = "";
+    uint32_t v, after;
+
+    start_server();
+    vm_launch(a, NULL);
+    vm_launch(b, NULL);
+    vm_wait_ready(a);
+    vm_wait_ready(b);
+    vm_qmp(a);
+    vm_qmp(b);
+    sa = slot_of(a->id);
+    sb = slot_of(b->id);
+    if (!(sb->features & IVG_F_MSIX)) {
+        fail("%s: no MSI-X", b->name);
+    }
+    v = R.o.vector < 0 ? R.o.vectors - 1 : R.o.vector;
+    vm_post(b, IVG_CMD_UNPLUG, 0, 0, 500, 0);
+    if (!wait_for(cond_armed, b, R.deadline, "B to wait for the unplug")) {
+        fail("%s did not arm the unplug", b->name);
+    }
+    sa->stop = 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    vm_post(a, IVG_CMD_RING, b->id, v, 0, 0);
+    if (!wait_for(cond_ringing, a, R.deadline, "A to ring")) {
+        fail("%s does not ring", a->name);
+    }
+    at_del = sa->res[IVG_R_RG_COUNT];
+    b->may_exit = true;
+    if (!ivh_qmp_exec(&b->qmp, "{\"execute\": \"device_del\", "
+                      "\"arguments\": {\"id\": \"ivsh\"}}", reply,
+                      sizeof(reply), ivh_now_ms() + 10000)) {
+        fail("%s: device_del: %s", b->name, reply);
+    }
+    if (!wait_for(cond_exited, b, R.deadline, "B to eject and report")) {
+        fail("%s did not finish the unplug", b->name);
+    }
+    at_exit = sa->res[IVG_R_RG_COUNT];
+    sa->stop = 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!wait_for(cond_done, a, R.deadline, "A to stop ringing")) {
+        fail("%s did not stop ringing", a->name);
+    }
+    if (!console_line(b, "unplug:", line, sizeof(line))) {
+        fail("%s: no unplug report (exit status %d)", b->name,
+             b->proc.status);
+    }
+    after = 0;
+    if (strstr(line, "latched, ")) {
+        sscanf(strstr(line, "latched, "), "latched, %u", &after);
+    }
+    printf("unplug: %s rang %s %llu times before the device_del, %llu more "
+           "until %s exited\n", a->name, b->name,
+           (unsigned long long)at_del,
+           (unsigned long long)(at_exit - at_del), b->name);
+    printf("unplug: %s: %s\n", b->name, line);
+    printf("RESULT unplug_after_eject=%u rings_during=%llu\n", after,
+           (unsigned long long)(at_exit - at_del));
+    vm_exit(a);
+    if (b->proc.status != IVG_EXIT_STATUS(IVG_EXIT_OK)) {
+        fail("%s took %u interrupts after the eject (exit status %d)",
+             b->name, after, b->proc.status);
     }
 }
 
@@ -1138,6 +1348,7 @@ int main(int argc, char **argv)
         { "blast", required_argument, NULL, 'b' },
         { "copy", required_argument, NULL, 'C' },
         { "masktest", no_argument, NULL, 'k' },
+        { "reset", no_argument, NULL, 'r' },
         { "ioeventfd", required_argument, NULL, 'i' },
         { "shm-size", required_argument, NULL, 'S' },
         { "timeout", required_argument, NULL, 't' },
@@ -1226,6 +1437,9 @@ int main(int argc, char **argv)
         case 'k':
             R.o.masktest = true;
             break;
+        case 'r':
+            R.o.reset = true;
+            break;
         case 'i':
             R.o.ioeventfd = optarg;
             break;
@@ -1263,7 +1477,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(R.o.mode, "pingpong") && strcmp(R.o.mode, "selftest") &&
-        strcmp(R.o.mode, "boot") && strcmp(R.o.mode, "probe")) {
+        strcmp(R.o.mode, "boot") && strcmp(R.o.mode, "probe") &&
+        strcmp(R.o.mode, "msixtest") && strcmp(R.o.mode, "unplug")) {
         usage();
         return 2;
     }
@@ -1314,8 +1529,15 @@ int main(int argc, char **argv)
     printf("qemu: %s, device %s (%s), machine %s, cpu %s\n", R.o.qemu,
            R.type, R.o.device, R.o.machine, R.cpu ? R.cpu : "default");
 
+    if (!strcmp(R.o.mode, "unplug") && strcmp(R.o.machine, "pc")) {
+        fprintf(stderr, "ivsh-pingpong: --mode unplug needs --machine pc "
+                "(ACPI PCI hotplug)\n");
+        return 2;
+    }
     if (!strcmp(R.o.mode, "pingpong")) {
         mode_pingpong();
+    } else if (!strcmp(R.o.mode, "unplug")) {
+        mode_unplug();
     } else {
         mode_single(R.o.mode);
     }
