@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# ivshmem benchmark: the host side (project issue 8)
+# ivshmem benchmark: the host side
 #
 # The pieces bench/run-bench.py is made of, in plain Python 3 (Debian's
 # /usr/bin/python3, standard library only):

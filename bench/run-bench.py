@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""make bench: the ivshmem doorbell benchmark (project issue 8).
+"""make bench: the ivshmem doorbell benchmark.
 
 Compares, on one machine, with one test guest image (the bare-metal
 guest of guest/baremetal, as -bios) and one ivshmem server for every

@@ -42,11 +42,6 @@ typedef struct IvshShm {
     int fd;
 } IvshShm;
 
-/*
- * Parse a size: a decimal number with an optional K, M, G or T suffix
- * (powers of 1024).  Returns false with @errp set on bad input.
- */
-
 /* A size that ivshmem accepts: a power of two, at least 4 KiB */
 bool ivsh_check_size(uint64_t size, GError **errp);
 

@@ -3,7 +3,7 @@
  *
  * Plain definitions shared by the device model, its qtests, the ivshmem
  * server and client, and the guest-side tools.  Nothing here depends on
- * QEMU internals.  docs/specs/ivsh.rst is the prose version.
+ * QEMU internals.  docs/specs/ivsh-spec.rst is the prose version.
  *
  * Copyright (c) 2026 The ivsh authors
  *
