@@ -11,6 +11,13 @@
  *       the odd ones leave.  Prints "PASS name detail" or "FAIL name
  *       detail" per phase; exit status 1 if any failed.
  *
+ *   ivsh-stress -S PATH -n VECTORS --load N --silent S --joins K
+ *       Abuse: N clients that read and S that never read connect
+ *       (interleaved); once the N have their set-up, K more clients join
+ *       one at a time.  Prints each phase, the join times of the K
+ *       (max, median, in ms) as "JOINS K MAX MEDIAN"; fails if a client
+ *       that reads is dropped or a join does not complete in time.
+ *
  *   ivsh-stress -S PATH -n VECTORS --bench 16,64,256 [--repeat R]
  *       Clients join one at a time, each after the previous join is
  *       complete.  The N-th client joins R times (leaving in between);
@@ -473,6 +480,119 @@ static int stress(unsigned nr)
     return failures ? 1 : 0;
 }
 
+/* Every reading client of @g has its own eventfds (its set-up is done) */
+static bool group_setup_done(gpointer opaque)
+{
+    Group *g = opaque;
+    unsigned i;
+
+    if (group_error(g)) {
+        return true;
+    }
+    for (i = 0; i < g->conns->len; i++) {
+        Conn *c = g_ptr_array_index(g->conns, i);
+
+        if (c->nr_own < vectors) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int cmp_double(gconstpointer a, gconstpointer b);
+
+static int load(unsigned nr, unsigned silent, unsigned joins)
+{
+    g_autoptr(GPtrArray) conns = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)conn_free);
+    g_autoptr(GArray) quiet = g_array_new(false, false, sizeof(int));
+    g_autofree double *t = g_new0(double, MAX(joins, 1));
+    g_autoptr(GError) err = NULL;
+    Group g = { .conns = conns, .step = 1 };
+    unsigned i, every = silent ? (nr + silent) / silent : 0, k;
+    int64_t t0 = now_us();
+    int fd;
+
+    for (i = 0, k = 0; i < nr + silent; i++) {
+        if (every && i % every == every - 1 && quiet->len < silent) {
+            struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+            g_strlcpy(sun.sun_path, socket_path, sizeof(sun.sun_path));
+            fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0 || connect(fd, (struct sockaddr *)&sun,
+                                  sizeof(sun)) < 0) {
+                report(false, "load", "silent client %u: %s", quiet->len,
+                       g_strerror(errno));
+                return 1;
+            }
+            g_array_append_val(quiet, fd);
+        } else if (k < nr) {
+            Conn *c = conn_new(false, &err);
+
+            g_ptr_array_add(conns, c);
+            k++;
+            if (c->sock < 0) {
+                report(false, "load", "client %u: %s", k, err->message);
+                return 1;
+            }
+        }
+        if (i % 32 == 31) {
+            /* Read what has come so far, so that the queues stay short */
+            loop_until(group_setup_done, &g, now_us() + 1000, 0);
+        }
+    }
+    if (!loop_until(group_setup_done, &g, now_us() + timeout_ms * 1000, 0) ||
+        group_error(&g)) {
+        report(false, "load", "%u clients: %s", nr,
+               group_error(&g) ? group_error(&g) : "set-ups not complete");
+        return 1;
+    }
+    report(true, "load", "%u reading and %u silent clients connected in %"
+           PRId64 " ms", nr, quiet->len, (now_us() - t0) / 1000);
+    printf("LOADED\n");
+    fflush(stdout);
+
+    for (i = 0; i < joins; i++) {
+        int64_t t1 = now_us();
+        Conn *c = conn_new(false, &err);
+
+        g_ptr_array_add(conns, c);
+        if (c->sock < 0 ||
+            !loop_until(group_setup_done, &g, t1 + timeout_ms * 1000, 0) ||
+            group_error(&g)) {
+            report(false, "joins", "join %u: %s", i, c->sock < 0 ?
+                   err->message : group_error(&g) ? group_error(&g) :
+                   "timeout");
+            return 1;
+        }
+        t[i] = (c->t_ready - t1) / 1000.0;
+    }
+    if (joins) {
+        double max = 0;
+
+        for (i = 0; i < joins; i++) {
+            max = MAX(max, t[i]);
+        }
+        qsort(t, joins, sizeof(double), cmp_double);
+        report(true, "joins", "%u joins among %u peers: max %.1f ms, "
+               "median %.1f ms", joins, conns->len + quiet->len, max,
+               t[joins / 2]);
+        printf("JOINS %u %.1f %.1f\n", joins, max, t[joins / 2]);
+    }
+    /* The reading clients are still there */
+    loop_until(group_setup_done, &g, now_us() + 100 * 1000, 0);
+    if (group_error(&g)) {
+        report(false, "kept", "%s", group_error(&g));
+        return 1;
+    }
+    report(true, "kept", "all %u reading clients still connected",
+           conns->len);
+    for (i = 0; i < quiet->len; i++) {
+        close(g_array_index(quiet, int, i));
+    }
+    return 0;
+}
+
 /* Connect one more peer and wait until everybody has everybody */
 static bool join_one(Group *g, double *t_join, double *t_all,
                      const char **why)
@@ -596,6 +716,7 @@ int main(int argc, char **argv)
 {
     g_autofree char *vec = NULL, *clients = NULL, *bench_list = NULL;
     g_autofree char *timeout = NULL, *path = NULL, *repeat = NULL;
+    g_autofree char *load_n = NULL, *silent = NULL, *joins = NULL;
     g_autoptr(GError) err = NULL;
     const GOptionEntry entries[] = {
         { "socket", 'S', 0, G_OPTION_ARG_FILENAME, &path,
@@ -608,20 +729,32 @@ int main(int argc, char **argv)
           "Join times of the N-th peers, e.g. 16,64,256", "LIST" },
         { "repeat", 'r', 0, G_OPTION_ARG_STRING, &repeat,
           "Bench: measure each N-th join this often (default 5)", "R" },
+        { "load", 0, 0, G_OPTION_ARG_STRING, &load_n,
+          "Abuse test with N reading clients", "N" },
+        { "silent", 0, 0, G_OPTION_ARG_STRING, &silent,
+          "Load: and S clients that never read", "S" },
+        { "joins", 0, 0, G_OPTION_ARG_STRING, &joins,
+          "Load: then K clients join one at a time", "K" },
         { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
           "Deadline per phase (default 60000)", "MS" },
         { NULL }
     };
     g_autoptr(GOptionContext) ctx =
         g_option_context_new("- ivshmem server load test");
-    guint64 v, nr = 0, t = 0, rep = 5;
+    guint64 v, nr = 0, t = 0, rep = 5, ln = 0, sl = 0, jn = 0;
 
     g_option_context_add_main_entries(ctx, entries, NULL);
     if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
         fprintf(stderr, "ivsh-stress: %s\n", err->message);
         return 2;
     }
-    if (!path || !vec || (!clients == !bench_list) ||
+    if ((load_n &&
+         (!g_ascii_string_to_unsigned(load_n, 10, 1, 65536, &ln, NULL) ||
+          (silent && !g_ascii_string_to_unsigned(silent, 10, 0, 65536, &sl,
+                                                 NULL)) ||
+          (joins && !g_ascii_string_to_unsigned(joins, 10, 0, 65536, &jn,
+                                                NULL)))) ||
+        !path || !vec || (!!clients + !!bench_list + !!load_n != 1) ||
         !g_ascii_string_to_unsigned(vec, 10, 1, IVSH_MAX_VECTORS, &v,
                                     NULL) ||
         (clients && !g_ascii_string_to_unsigned(clients, 10, 1, 65536, &nr,
@@ -631,7 +764,8 @@ int main(int argc, char **argv)
         (repeat && !g_ascii_string_to_unsigned(repeat, 10, 1, 1000, &rep,
                                                NULL))) {
         fprintf(stderr, "usage: ivsh-stress -S PATH -n VECTORS "
-                "(--clients N | --bench LIST [--repeat R]) [--timeout MS]\n");
+                "(--clients N | --bench LIST [--repeat R] | --load N "
+                "[--silent S] [--joins K]) [--timeout MS]\n");
         return 2;
     }
     socket_path = path;
@@ -641,5 +775,8 @@ int main(int argc, char **argv)
     }
     raise_nofile(MAX(nr * (2 * vectors + 2) + 4096, 1 << 17));
     epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (load_n) {
+        return load(ln, sl, jn);
+    }
     return clients ? stress(nr) : bench(bench_list, rep);
 }

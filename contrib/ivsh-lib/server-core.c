@@ -6,9 +6,12 @@
  *
  * Invariant behind the fan-out: while peers X and Y are both in the
  * table, Y's queue received all of X's eventfd messages exactly once
- * (in Y's set-up, or when X joined).  So when X leaves, withdrawing X's
- * unsent messages from Y's queue tells whether Y ever saw X: if all of
- * them were still queued, Y never heard of X and is not told it left.
+ * (in Y's set-up, or when X joined).  Y counts, per peer, its messages
+ * still queued (IvshServerPeer.unsent).  So when X leaves, that count
+ * tells whether Y ever saw X: if all of them are still queued, Y never
+ * heard of X and is not told it left.  X's eventfds are closed at once
+ * (a slow client never pins them) and its unsent messages are skipped
+ * when they come up; no queue is searched.
  *
  * Copyright (c) 2026 The ivsh authors
  *
@@ -32,6 +35,7 @@
 typedef struct IvshFdSet {
     unsigned refs;
     bool borrowed;              /* not ours to close */
+    bool dead;                  /* its peer left: fds closed, not sent */
     uint32_t n;
     int fd[];
 } IvshFdSet;
@@ -55,6 +59,7 @@ struct IvshServerPeer {
     IvshServerDrop why;
     IvshFdSet *fds;             /* our eventfds */
     IvshQEntry *q;              /* ring buffer of queued messages */
+    GHashTable *unsent;         /* IvshFdSet -> its messages in @q */
     size_t qcap, qhead, qlen;
     unsigned sent;              /* bytes of the head message sent */
     int64_t blocked;            /* since when its socket is full, or 0 */
@@ -119,6 +124,19 @@ static IvshFdSet *fdset_new(uint32_t n)
         set->fd[i] = -1;
     }
     return set;
+}
+
+static void fdset_kill(IvshFdSet *set)
+{
+    uint32_t i;
+
+    set->dead = true;
+    for (i = 0; i < set->n; i++) {
+        if (set->fd[i] >= 0 && !set->borrowed) {
+            close(set->fd[i]);
+        }
+        set->fd[i] = -1;
+    }
 }
 
 static void fdset_unref(IvshFdSet *set)
@@ -234,6 +252,21 @@ static bool relieve(IvshServer *s, IvshServerPeer *p)
     return worst != p;
 }
 
+static void unsent_add(IvshServerPeer *p, IvshFdSet *set, int n)
+{
+    guint v;
+
+    if (set->borrowed) {
+        return;
+    }
+    v = GPOINTER_TO_UINT(g_hash_table_lookup(p->unsent, set)) + n;
+    if (v) {
+        g_hash_table_insert(p->unsent, set, GUINT_TO_POINTER(v));
+    } else {
+        g_hash_table_remove(p->unsent, set);
+    }
+}
+
 static IvshQEntry *qentry(IvshServerPeer *p, size_t i)
 {
     return &p->q[(p->qhead + i) % p->qcap];
@@ -272,6 +305,7 @@ static void enqueue(IvshServer *s, IvshServerPeer *p, int64_t msg,
     e->idx = idx;
     if (set) {
         set->refs++;
+        unsent_add(p, set, 1);
     }
     p->qlen++;
     s->queued++;
@@ -286,6 +320,7 @@ static void queue_pop(IvshServer *s, IvshServerPeer *p)
     IvshQEntry *e = qentry(p, 0);
 
     if (e->set) {
+        unsent_add(p, e->set, -1);
         fdset_unref(e->set);
     }
     p->qhead = (p->qhead + 1) % p->qcap;
@@ -311,38 +346,28 @@ static void queue_clear(IvshServer *s, IvshServerPeer *p)
     p->qcap = 0;
 }
 
-/*
- * Withdraw @p's unsent messages that carry an fd of @set (a message
- * partly sent stays).  Returns how many were withdrawn.
- */
-static uint32_t withdraw(IvshServer *s, IvshServerPeer *p, IvshFdSet *set)
+/* Drop the messages at the head of @p's queue whose peer left */
+static void skip_dead(IvshServer *s, IvshServerPeer *p)
 {
-    size_t i, out = 0;
-    uint32_t removed = 0;
-
-    for (i = 0; i < p->qlen; i++) {
-        IvshQEntry e = *qentry(p, i);
-
-        if (e.set == set && !(i == 0 && p->sent)) {
-            fdset_unref(e.set);
-            removed++;
-            continue;
-        }
-        *qentry(p, out) = e;
-        out++;
+    while (p->qlen && !p->sent && qentry(p, 0)->set &&
+           qentry(p, 0)->set->dead) {
+        queue_pop(s, p);
     }
-    p->qlen = out;
-    s->queued -= removed;
-    return removed;
 }
 
 /* Tell @p that @gone left, unless @p never heard of it */
 static void announce_leave(IvshServer *s, IvshServerPeer *p,
                            IvshServerPeer *gone)
 {
-    if (withdraw(s, p, gone->fds) < gone->fds->n) {
+    guint unsent = GPOINTER_TO_UINT(g_hash_table_lookup(p->unsent,
+                                                        gone->fds));
+    IvshQEntry *head = p->qlen ? qentry(p, 0) : NULL;
+
+    if (unsent < gone->fds->n || (head && head->set == gone->fds &&
+                                  p->sent)) {
         enqueue(s, p, gone->id, NULL, 0);
     }
+    skip_dead(s, p);
 }
 
 /* Why a send stopped: -EAGAIN, -ETOOMANYREFS or another error */
@@ -383,6 +408,13 @@ static bool flush_batch(IvshServer *s, IvshServerPeer *p)
     int r;
 
     n = MIN(p->qlen, SEND_BATCH);
+    for (i = 0; i < n; i++) {
+        e = qentry(p, i);
+        if (e->set && e->set->dead) {
+            n = i;              /* skip_dead() takes it next time */
+            break;
+        }
+    }
     memset(mm, 0, n * sizeof(mm[0]));
     for (i = 0; i < n; i++) {
         e = qentry(p, i);
@@ -420,6 +452,10 @@ static void flush(IvshServer *s, IvshServerPeer *p)
     int fd;
 
     while (p->qlen) {
+        skip_dead(s, p);
+        if (!p->qlen) {
+            break;
+        }
         if (!p->sent && !s->ops.send) {
             if (!flush_batch(s, p)) {
                 return;
@@ -458,6 +494,7 @@ static void remove_peer(IvshServer *s, IvshServerPeer *p, IvshServerDrop why)
     s->nr_peers--;
     s->left_seq[p->id] = ++s->seq;
     g_queue_unlink(&s->live, &p->live);
+    fdset_kill(p->fds);
     while (s->top && !s->by_id[s->top - 1]) {
         s->top--;
     }
@@ -616,6 +653,7 @@ IvshServerPeer *ivsh_server_add_peer_id(IvshServer *s, int sock, int want,
     p->sock = sock;
     p->alive = true;
     p->fds = fds;
+    p->unsent = g_hash_table_new(g_direct_hash, g_direct_equal);
     p->join_seq = ++s->seq;
     p->live.data = p;
     g_queue_push_tail_link(&s->live, &p->live);
@@ -733,6 +771,7 @@ void ivsh_server_collect(IvshServer *s)
     g_assert(!s->settling);
     while ((p = g_queue_pop_head(&s->zombies))) {
         g_assert(!p->dirty && !p->throttled);
+        g_hash_table_destroy(p->unsent);
         g_free(p);
     }
 }

@@ -62,6 +62,8 @@
 #define DEFAULT_RECLAIM_TIMEOUT 60
 #define SD_LISTEN_FDS_START 3
 #define FDSTORE_SHM "ivsh-shm"
+/* Messages in flight per client, at least (see choose_sndbuf()) */
+#define MIN_WINDOW 8
 /* Fds kept for the server itself: epoll, signalfd, sockets, readers */
 #define RESERVED_FDS 32
 
@@ -1195,12 +1197,14 @@ static unsigned probe_window(int sndbuf, unsigned *truesize)
 
 /*
  * Size the client sockets so that a client has at most about one message
- * in flight per fd it costs us (its socket and eventfds), at least the
- * kernel's minimum; then the fds in flight never exceed our fd limit.
+ * in flight per fd it costs us (its socket and eventfds), and at least
+ * MIN_WINDOW (fewer make a set-up slow: the kernel wakes the writer when
+ * a quarter of the window is left); raise_nofile() then makes room for
+ * as many peers as the fds in flight and in our table allow.
  */
 static int choose_sndbuf(Server *s)
 {
-    unsigned want = s->opt.vectors + 1, truesize = 0, min;
+    unsigned want = MAX(s->opt.vectors + 1, MIN_WINDOW), truesize = 0, min;
     int sndbuf = 1;
 
     min = probe_window(1, &truesize);
