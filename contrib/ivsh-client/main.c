@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include "hw/misc/ivsh-regs.h"
@@ -49,6 +50,7 @@
 typedef struct Peer {
     uint16_t id;
     GArray *fds;                /* int, in vector order */
+    bool stale;                 /* from before a reconnection */
 } Peer;
 
 typedef struct Client {
@@ -73,6 +75,15 @@ typedef struct Client {
     int64_t last_own_ms;        /* when our last own eventfd came */
     bool ready;
     bool eof;
+
+    /* Reconnection (long-running modes) */
+    int reconnect_ms;           /* 0: never */
+    enum { LINK_UP, LINK_DOWN, LINK_REFUSED } link;
+    char *refused;              /* why a new set-up was refused */
+    int64_t next_dial;
+    struct Client *redial;      /* the new connection, during its set-up */
+    dev_t shm_dev;
+    ino_t shm_ino;
 } Client;
 
 /* Result of a command, for the exit status and the --stay answers */
@@ -209,6 +220,14 @@ static bool handle_msg(Client *c, int64_t msg, int fd, GError **errp)
         break;
     case IVSH_EV_EVENTFD:
         p = peer_get(c, ev.peer);
+        if (p->stale) {
+            /* Announced again after a reconnection: its new eventfds */
+            while (p->fds->len) {
+                close(g_array_index(p->fds, int, p->fds->len - 1));
+                g_array_set_size(p->fds, p->fds->len - 1);
+            }
+            p->stale = false;
+        }
         g_array_append_val(p->fds, ev.fd);
         if (ev.peer == c->own_id) {
             c->last_own_ms = now_ms();
@@ -289,6 +308,12 @@ static Result setup(Client *c, GError **errp)
             return RES_ERROR;
         }
         if (check_ready(c)) {
+            struct stat st;
+
+            if (fstat(c->shm_fd, &st) == 0) {
+                c->shm_dev = st.st_dev;
+                c->shm_ino = st.st_ino;
+            }
             return RES_OK;
         }
         if (c->eof) {
@@ -309,6 +334,154 @@ static Result setup(Client *c, GError **errp)
         }
         poll(&pfd, 1, timeout);
     }
+}
+
+/*
+ * Reconnection, in the long-running modes (--stay, wait): when the
+ * server goes away, dial again every --reconnect ms.  The new set-up is
+ * taken only if it gives the same ID and the same shared memory (device
+ * and inode) as before, as the spec asks of every client; then the
+ * peers and their eventfds are those of the new set-up.  Otherwise the
+ * client says why, stays disconnected and stops dialling.  Peers that
+ * the new server does not announce keep their old eventfds: rings to
+ * them still work (a QEMU 10.0 device cannot reconnect, but stays up).
+ */
+static void client_clear(Client *c);
+
+static Client *client_clone(Client *c)
+{
+    Client *n = g_new0(Client, 1);
+
+    n->socket_path = c->socket_path;
+    n->vectors = c->vectors;
+    n->settle_ms = c->settle_ms;
+    n->timeout_ms = c->timeout_ms;
+    n->verbose = c->verbose;
+    n->strict = c->strict;
+    n->sock = -1;
+    n->shm_fd = -1;
+    ivsh_recv_init(&n->rx);
+    ivsh_client_init(&n->dec, c->dec.vectors, c->dec.max_fds);
+    n->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                     peer_free);
+    return n;
+}
+
+static void redial_drop(Client *c)
+{
+    if (c->redial) {
+        client_clear(c->redial);
+        g_free(c->redial);
+        c->redial = NULL;
+    }
+    c->next_dial = now_ms() + c->reconnect_ms;
+}
+
+/* The connection is gone: dial again, if we do */
+static void link_lost(Client *c)
+{
+    verbose(c, "the server closed the connection");
+    if (c->reconnect_ms && c->link == LINK_UP) {
+        c->link = LINK_DOWN;
+        c->next_dial = now_ms();
+    }
+}
+
+static void redial_adopt(Client *c)
+{
+    Client *n = c->redial;
+    struct stat st;
+    g_autofree char *why = NULL;
+    GHashTableIter it;
+    gpointer key, value;
+
+    if (fstat(n->shm_fd, &st) < 0 || st.st_dev != c->shm_dev ||
+        st.st_ino != c->shm_ino) {
+        why = g_strdup("the server has other shared memory");
+    } else if (n->own_id != c->own_id) {
+        why = g_strdup_printf("the server gave us ID %u, we are %u",
+                              n->own_id, c->own_id);
+    }
+    if (why) {
+        fprintf(stderr, "ivsh-client: reconnect refused: %s\n", why);
+        c->link = LINK_REFUSED;
+        c->refused = g_steal_pointer(&why);
+        redial_drop(c);
+        return;
+    }
+    /* Take the new connection and peers; keep our mapping */
+    close(c->sock);
+    c->sock = n->sock;
+    n->sock = -1;
+    ivsh_recv_reset(&c->rx);
+    c->rx = n->rx;
+    ivsh_recv_init(&n->rx);
+    ivsh_client_destroy(&c->dec);
+    c->dec = n->dec;
+    ivsh_client_init(&n->dec, 1, 1);
+    /* Peers the new server does not know (yet) keep their old eventfds */
+    g_hash_table_iter_init(&it, c->peers);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        if (!g_hash_table_contains(n->peers, key)) {
+            g_hash_table_iter_steal(&it);
+            ((Peer *)value)->stale = true;
+            g_hash_table_insert(n->peers, key, value);
+        }
+    }
+    g_hash_table_destroy(c->peers);
+    c->peers = n->peers;
+    n->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                     peer_free);
+    c->eof = false;
+    c->link = LINK_UP;
+    redial_drop(c);
+    verbose(c, "reconnected: ID %u, the same shared memory", c->own_id);
+}
+
+/* One step of the reconnection; the fd to poll (or -1) */
+static int redial_step(Client *c)
+{
+    g_autoptr(GError) err = NULL;
+    Client *n;
+
+    if (c->link != LINK_DOWN) {
+        return -1;
+    }
+    if (!c->redial) {
+        if (now_ms() < c->next_dial) {
+            return -1;
+        }
+        n = client_clone(c);
+        c->redial = n;
+        if (!connect_server(n, &err)) {
+            redial_drop(c);
+            return -1;
+        }
+    }
+    n = c->redial;
+    if (!pump(n, &err) || n->eof) {
+        verbose(c, "reconnect: %s", err ? err->message : "closed");
+        redial_drop(c);
+        return -1;
+    }
+    if (check_ready(n)) {
+        redial_adopt(c);
+        return -1;
+    }
+    return n->sock;
+}
+
+/* How long a loop may sleep before the next reconnection step */
+static int redial_timeout(Client *c, int timeout)
+{
+    int t;
+
+    if (c->link != LINK_DOWN) {
+        return timeout;
+    }
+    t = c->redial ? MAX(1, c->settle_ms) :
+        (int)MAX(0, c->next_dial - now_ms());
+    return timeout < 0 ? t : MIN(timeout, t);
 }
 
 /* A number: hex with 0x, or decimal with ivsh_parse_size()'s suffixes */
@@ -361,6 +534,11 @@ static Result cmd_info(Client *c, int argc, char **argv, GError **errp)
         }
     }
     g_list_free(ids);
+    if (c->link == LINK_REFUSED) {
+        printf("server refused: %s\n", c->refused);
+    } else {
+        printf("server %s\n", c->eof ? "disconnected" : "connected");
+    }
     return RES_OK;
 }
 
@@ -483,10 +661,12 @@ static Result cmd_wait(Client *c, int argc, char **argv, GError **errp)
     }
     pfd[0].fd = g_array_index(self->fds, int, vector);
     pfd[0].events = POLLIN;
-    pfd[1].fd = c->sock;
     pfd[1].events = POLLIN;
     deadline = now_ms() + timeout;
     for (;;) {
+        int dial = redial_step(c);
+
+        pfd[1].fd = c->eof ? dial : c->sock;
         if (eventfd_take(pfd[0].fd, &v) == sizeof(v)) {
             got += v;
         }
@@ -502,12 +682,13 @@ static Result cmd_wait(Client *c, int argc, char **argv, GError **errp)
                         (unsigned)vector, got, count);
             return RES_TIMEOUT;
         }
-        if (poll(pfd, c->eof ? 1 : 2, left) > 0 && (pfd[1].revents)) {
+        if (poll(pfd, pfd[1].fd < 0 ? 1 : 2, redial_timeout(c, left)) > 0 &&
+            pfd[1].revents && !c->eof) {
             if (!pump(c, errp)) {
                 return RES_ERROR;
             }
             if (c->eof) {
-                verbose(c, "the server closed the connection");
+                link_lost(c);
             }
         }
     }
@@ -646,7 +827,7 @@ static Result interactive(Client *c)
 {
     struct pollfd pfd[2] = {
         { .fd = STDIN_FILENO, .events = POLLIN },
-        { .fd = c->sock, .events = POLLIN },
+        { .events = POLLIN },
     };
     GString *line = g_string_new(NULL);
     Result last = RES_OK;
@@ -654,7 +835,11 @@ static Result interactive(Client *c)
     ssize_t n;
 
     for (;;) {
-        if (poll(pfd, c->eof ? 1 : 2, -1) < 0) {
+        int dial = redial_step(c);
+
+        pfd[1].fd = c->eof ? dial : c->sock;
+        pfd[1].revents = 0;
+        if (poll(pfd, pfd[1].fd < 0 ? 1 : 2, redial_timeout(c, -1)) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -669,7 +854,7 @@ static Result interactive(Client *c)
                 break;
             }
             if (c->eof) {
-                verbose(c, "the server closed the connection");
+                link_lost(c);
             }
         }
         if (!pfd[0].revents) {
@@ -711,6 +896,23 @@ static Result interactive(Client *c)
     return last;
 }
 
+/* Close and free what a connection holds (not the options) */
+static void client_clear(Client *c)
+{
+    g_hash_table_destroy(c->peers);
+    ivsh_client_destroy(&c->dec);
+    if (c->shm) {
+        munmap(c->shm, c->shm_size);
+    }
+    if (c->shm_fd >= 0) {
+        close(c->shm_fd);
+    }
+    ivsh_recv_reset(&c->rx);
+    if (c->sock >= 0) {
+        close(c->sock);
+    }
+}
+
 static int exit_status(Result res)
 {
     switch (res) {
@@ -749,9 +951,10 @@ int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
     g_autofree char *vectors = NULL, *settle = NULL, *timeout = NULL;
+    g_autofree char *reconnect = NULL;
     Client c = {
         .sock = -1, .shm_fd = -1,
-        .settle_ms = 100, .timeout_ms = 5000,
+        .settle_ms = 100, .timeout_ms = 5000, .reconnect_ms = 200,
     };
     const GOptionEntry entries[] = {
         { "socket", 'S', 0, G_OPTION_ARG_FILENAME, &c.socket_path,
@@ -765,6 +968,9 @@ int main(int argc, char **argv)
         { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
           "Deadline for the set-up, and default for wait (default 5000)",
           "MS" },
+        { "reconnect", 0, 0, G_OPTION_ARG_STRING, &reconnect,
+          "With --stay and wait: when the server goes away, dial again "
+          "every MS (default 200; 0: never)", "MS" },
         { "stay", 's', 0, G_OPTION_ARG_NONE, &c.stay,
           "After COMMAND, if any, read commands from stdin", NULL },
         { "strict", 0, 0, G_OPTION_ARG_NONE, &c.strict,
@@ -822,6 +1028,15 @@ int main(int argc, char **argv)
         }
         c.timeout_ms = v;
     }
+    if (reconnect) {
+        if (!g_ascii_string_to_unsigned(reconnect, 10, 0, 3600000, &v,
+                                        NULL)) {
+            fprintf(stderr, "ivsh-client: invalid --reconnect '%s'\n",
+                    reconnect);
+            return EXIT_USAGE;
+        }
+        c.reconnect_ms = v;
+    }
     if (!c.socket_path) {
         fprintf(stderr, "ivsh-client: --socket is required\n");
         return EXIT_USAGE;
@@ -855,18 +1070,12 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
 
-    g_hash_table_destroy(c.peers);
-    ivsh_client_destroy(&c.dec);
-    if (c.shm) {
-        munmap(c.shm, c.shm_size);
+    if (c.redial) {
+        client_clear(c.redial);
+        g_free(c.redial);
     }
-    if (c.shm_fd >= 0) {
-        close(c.shm_fd);
-    }
-    ivsh_recv_reset(&c.rx);
-    if (c.sock >= 0) {
-        close(c.sock);
-    }
+    client_clear(&c);
+    g_free(c.refused);
     g_free(c.socket_path);
     return exit_status(res);
 }
