@@ -13,6 +13,8 @@
 #define HW_MISC_IVSH_INTERNAL_H
 
 #include "hw/pci/pci_device.h"
+#include "hw/pci/msi.h"
+#include "qemu/timer.h"
 #include "system/hostmem.h"
 #include "chardev/char-fe.h"
 #include "qapi/qapi-types-common.h"
@@ -25,9 +27,13 @@ typedef struct IvshPeer IvshPeer;
 typedef struct IvshVector {
     IvshState *s;
     uint32_t nr;
+    EventNotifier *notifier;    /* our eventfd from the server, or NULL */
     int virq;                   /* KVM MSI route, or -1 */
+    MSIMessage msg;             /* the message the route holds */
     bool irqfd;                 /* irqfd attached to the route */
     bool handler;               /* userspace fd handler installed */
+    bool throttled;             /* handler paused by @throttle */
+    QEMUTimer *throttle;        /* resumes a paused handler */
 } IvshVector;
 
 struct IvshState {
@@ -62,6 +68,7 @@ struct IvshState {
     /* the ivshmem server connection (doorbell and legacy devices) */
     IvshClient client;
     IvshReader reader;
+    int server_sock;            /* the chardev's socket, once connected */
     bool server_broken;         /* stopped reading from the server */
     bool server_gone;
     bool shutting_down;         /* QEMU is exiting: not the server's doing */
@@ -72,6 +79,14 @@ struct IvshState {
     bool irqfd_active;
     uint32_t nr_ioeventfds;
     bool ioeventfd_budget_warned;
+    uint32_t eventfds_counted;  /* in the all-devices eventfd count */
+    bool fd_check_held;         /* ivsh_fd_check_hold() in effect */
+    GTree *eventfd_files;       /* fd -> peer/vector, ordered by file */
+    uint32_t drops_logged;
+    bool fallback_warned;
+    bool throttle_warned;
+    bool ring_full_warned;
+    bool rlimit_warned;
 };
 
 struct IvshClass {

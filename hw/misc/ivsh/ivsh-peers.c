@@ -9,17 +9,25 @@
  *    realize, by polling the socket with a deadline (x-setup-timeout), so
  *    a stalled server fails realize instead of hanging QEMU;
  *  - later messages (peers' eventfds, disconnects) arrive through the
- *    chardev handlers; a message the decoder drops is logged and ignored,
- *    and after a fatal one the device stops reading from the server but
- *    keeps its memory and the peers it knows;
+ *    chardev handlers; a message the decoder drops is logged (the first
+ *    few) and ignored, and after a fatal one, or when the connection
+ *    closes, or when QEMU is about to run out of file descriptors, the
+ *    device stops reading from the server but keeps its memory and the
+ *    peers it knows;
  *  - a peer's eventfds ring that peer: a Doorbell write to (peer, vector)
- *    is matched by an ioeventfd (in KVM when available) within the
- *    device's budget, else handled by ivsh_doorbell_ring();
+ *    is matched in KVM by an ioeventfd within the device's budget, else
+ *    handled by ivsh_doorbell_ring();
  *  - our own eventfds become interrupts: MSI-X through KVM irqfds when
  *    the irqchip supports it, else through a QEMU fd handler; INTx
  *    (legacy, msi=off) sets IntrStatus bit 0.  A doorbell that arrives
- *    while its vector is masked or MSI-X is disabled becomes pending and
- *    is delivered on unmask/enable, on both paths.
+ *    while its vector is masked, MSI-X is disabled or bus mastering is
+ *    off becomes pending and is delivered when that changes, on both
+ *    paths.  A vector KVM cannot take (no route left, an irqfd refused,
+ *    a message KVM would refuse) is delivered through QEMU instead.
+ *
+ * Every eventfd is shared with the server and the other peers, who can
+ * change its flags or counter at will: see ivsh_efd_read() for why no
+ * access to one may block.
  *
  * Copyright (c) 2026 The ivsh authors
  *
@@ -28,12 +36,17 @@
 
 #include "qemu/osdep.h"
 #include <poll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include "qemu/error-report.h"
 #include "qemu/event_notifier.h"
 #include "qemu/log.h"
 #include "qemu/main-loop.h"
+#include "qemu/timer.h"
 #include "qapi/error.h"
 #include "chardev/char-socket.h"
+#include "hw/core/cpu.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/msi.h"
 #include "hw/pci/msix.h"
@@ -44,18 +57,48 @@
 #include "trace.h"
 
 /*
- * KVM allows about 1000 ioeventfds per bus, shared by every device, and
- * QEMU aborts when one is refused: stay well below, for all ivshmem
- * devices together.
+ * ioeventfds (in KVM only: without KVM, QEMU's memory core would write
+ * the peer's eventfd itself, with a plain blocking write).  Linux no
+ * longer counts them in its per-bus device limit, but every one is an
+ * entry that KVM scans linearly on each doorbell write (they all share
+ * the Doorbell register's address) and that QEMU's memory core rebuilds
+ * on every change of the address space: keep a budget per device
+ * (x-ioeventfd-budget) and one for all devices together.  Doorbells
+ * beyond them go through QEMU.
  */
 #define IVSH_IOEVENTFD_GLOBAL_MAX 768
 static uint32_t ivsh_ioeventfds_in_use;
 
+/*
+ * Eventfds.  Each one is a file descriptor of QEMU's: all devices
+ * together hold at most half of RLIMIT_NOFILE (own vectors reserved at
+ * realize, peers' eventfds as they come), and a device stops reading
+ * from its server when the lowest free fd number comes within
+ * IVSH_FD_HEADROOM of the limit, because the kernel silently drops an fd
+ * it cannot install and the message would then read as a disconnect.
+ */
+#define IVSH_FD_HEADROOM 64
+static uint64_t ivsh_eventfds_all;
+
+/* x-setup-timeout: realize waits for the server with the BQL held */
+#define IVSH_SETUP_TIMEOUT_MAX 60000
+
+/* Messages the device drops that are logged; the rest are traced */
+#define IVSH_DROPS_REPORTED 10
+
+/* A userspace handler reads an eventfd at most this often per call */
+#define IVSH_NOTIFY_READS 16
+#define IVSH_THROTTLE_MS 10
+
+#define IVSH_KCMP_FILE 0        /* KCMP_FILE of <linux/kcmp.h> */
+
 struct IvshPeer {
     uint16_t id;
-    uint32_t nr;                /* eventfds held, vectors 0..nr-1 */
+    uint32_t nr;                /* eventfds received, vectors 0..nr-1 */
+    uint32_t size;              /* of vec[] */
+    uint32_t held;              /* eventfds held (refused ones are not) */
     uint32_t nr_ioeventfd;      /* vectors 0..nr_ioeventfd-1 have one */
-    EventNotifier **vec;        /* [vectors], each allocated on arrival */
+    EventNotifier **vec;        /* [size], NULL for a refused eventfd */
 };
 
 static const char *ivsh_name(IvshState *s)
@@ -71,30 +114,195 @@ static IvshPeer *ivsh_peer_find(IvshState *s, uint16_t id)
                     : NULL;
 }
 
-static EventNotifier *ivsh_own_notifier(IvshState *s, uint32_t vector)
-{
-    IvshPeer *p = ivsh_peer_find(s, s->vm_id);
+/*
+ * Eventfd I/O that never blocks.  O_NONBLOCK is a flag of the open file
+ * description, which every holder of an eventfd shares (the server, each
+ * peer): QEMU's socket chardev clears it on every fd it receives, so a
+ * peer that drops one of our eventfds leaves it blocking for us, and any
+ * holder can clear it at will.  The flag is therefore never trusted:
+ *  - reads use preadv2(RWF_NOWAIT), which fails with EAGAIN on an empty
+ *    eventfd whatever the flag (Linux 5.12 and later); on older kernels
+ *    they poll first and set O_NONBLOCK again just before reading;
+ *  - writes poll for room first and set O_NONBLOCK again before writing
+ *    (eventfds take no RWF_NOWAIT writes).  Only a holder that saturates
+ *    the counter and clears the flag between the two can still block
+ *    one, on purpose: docs/specs/ivsh-spec.rst states that residual race.
+ */
+static bool ivsh_nowait_unsupported;
 
-    return p && vector < p->nr ? p->vec[vector] : NULL;
+static void ivsh_fd_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl >= 0 && !(fl & O_NONBLOCK)) {
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+}
+
+/* Read and reset an eventfd's counter; 0 when it was empty */
+static uint64_t ivsh_efd_read(int fd)
+{
+    uint64_t val = 0;
+    struct iovec iov = { .iov_base = &val, .iov_len = sizeof(val) };
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    ssize_t ret;
+
+    if (!ivsh_nowait_unsupported) {
+        do {
+            ret = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+        } while (ret < 0 && errno == EINTR);
+        if (ret >= 0 || (errno != EOPNOTSUPP && errno != EINVAL)) {
+            return ret == sizeof(val) ? val : 0;
+        }
+        ivsh_nowait_unsupported = true;
+    }
+    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN)) {
+        return 0;
+    }
+    ivsh_fd_set_nonblock(fd);
+    do {
+        ret = read(fd, &val, sizeof(val));
+    } while (ret < 0 && errno == EINTR);
+    return ret == sizeof(val) ? val : 0;
+}
+
+/* Add one to an eventfd's counter; false if it is full */
+static bool ivsh_efd_ring(int fd)
+{
+    static const uint64_t one = 1;
+    struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+    ssize_t ret;
+
+    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT)) {
+        return false;
+    }
+    ivsh_fd_set_nonblock(fd);
+    do {
+        ret = write(fd, &one, sizeof(one));
+    } while (ret < 0 && errno == EINTR);
+    return ret == sizeof(one);
+}
+
+static void ivsh_conn_report_drop(IvshState *s, const char *msg)
+{
+    trace_ivsh_conn_drop(msg);
+    if (s->drops_logged < IVSH_DROPS_REPORTED) {
+        error_report("%s: %s", ivsh_name(s), msg);
+    } else if (s->drops_logged == IVSH_DROPS_REPORTED) {
+        error_report("%s: %s; further messages dropped by the device are "
+                     "only traced (ivsh_conn_drop)", ivsh_name(s), msg);
+    }
+    if (s->drops_logged < UINT32_MAX) {
+        s->drops_logged++;
+    }
+}
+
+static bool ivsh_bus_master(IvshState *s)
+{
+    return PCI_DEVICE(s)->config[PCI_COMMAND] & PCI_COMMAND_MASTER;
+}
+
+static bool ivsh_msix_pending(PCIDevice *pdev, uint32_t vector)
+{
+    return pdev->msix_pba[vector / 8] & (1U << (vector % 8));
+}
+
+/* Raise @v: MSI-X, or INTx on the legacy device with msi=off */
+static void ivsh_vector_deliver(IvshState *s, IvshVector *v)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+
+    trace_ivsh_interrupt(s->vm_id, v->nr, s->msi);
+    if (!s->msi) {
+        s->intrstatus |= IVSH_INTR_DOORBELL;
+        ivsh_update_intx(s);
+    } else if (!ivsh_bus_master(s)) {
+        /* A message would be lost: keep it until bus mastering is on */
+        msix_set_pending(pdev, v->nr);
+    } else {
+        /* Pending in the PBA if masked or MSI-X is disabled */
+        msix_notify(pdev, v->nr);
+    }
+}
+
+static void ivsh_vector_notify(void *opaque);
+
+static void ivsh_vector_resume(void *opaque)
+{
+    IvshVector *v = opaque;
+
+    if (v->throttled) {
+        v->throttled = false;
+        qemu_set_fd_handler(event_notifier_get_fd(v->notifier),
+                            ivsh_vector_notify, NULL, v);
+    }
+}
+
+/*
+ * The eventfd stays readable however often it is read: an EFD_SEMAPHORE
+ * eventfd (each read takes one from the counter), or a peer ringing
+ * without pause.  Pause the handler for a while: doorbells coalesce, as
+ * an eventfd's do anyway.
+ */
+static void ivsh_vector_pause(IvshState *s, IvshVector *v)
+{
+    trace_ivsh_vector_throttle(v->nr);
+    if (!s->throttle_warned) {
+        warn_report("%s: the eventfd of vector %u stays readable after %u "
+                    "reads (an EFD_SEMAPHORE eventfd, or a peer ringing "
+                    "without pause): its interrupts are coalesced, at most "
+                    "one per %u ms", ivsh_name(s), v->nr, IVSH_NOTIFY_READS,
+                    IVSH_THROTTLE_MS);
+        s->throttle_warned = true;
+    }
+    if (!v->throttle) {
+        v->throttle = timer_new_ms(QEMU_CLOCK_REALTIME, ivsh_vector_resume,
+                                   v);
+    }
+    qemu_set_fd_handler(event_notifier_get_fd(v->notifier), NULL, NULL,
+                        NULL);
+    v->throttled = true;
+    timer_mod(v->throttle,
+              qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + IVSH_THROTTLE_MS);
 }
 
 /* An eventfd of ours was rung (userspace path) */
 static void ivsh_vector_notify(void *opaque)
 {
     IvshVector *v = opaque;
-    IvshState *s = v->s;
-    EventNotifier *n = ivsh_own_notifier(s, v->nr);
+    int fd = event_notifier_get_fd(v->notifier);
+    unsigned reads = 0;
 
-    if (!n || !event_notifier_test_and_clear(n)) {
-        return;
+    while (reads < IVSH_NOTIFY_READS && ivsh_efd_read(fd)) {
+        reads++;
     }
-    trace_ivsh_interrupt(s->vm_id, v->nr, s->msi);
-    if (s->msi) {
-        /* Pending in the PBA if masked or MSI-X is disabled */
-        msix_notify(PCI_DEVICE(s), v->nr);
-    } else {
-        s->intrstatus |= IVSH_INTR_DOORBELL;
-        ivsh_update_intx(s);
+    if (reads == IVSH_NOTIFY_READS) {
+        ivsh_vector_pause(v->s, v);
+    }
+    if (reads) {
+        ivsh_vector_deliver(v->s, v);
+    }
+}
+
+static void ivsh_vector_handler_on(IvshVector *v)
+{
+    if (!v->handler) {
+        qemu_set_fd_handler(event_notifier_get_fd(v->notifier),
+                            ivsh_vector_notify, NULL, v);
+        v->handler = true;
+    }
+}
+
+static void ivsh_vector_handler_off(IvshVector *v)
+{
+    if (v->handler && !v->throttled) {
+        qemu_set_fd_handler(event_notifier_get_fd(v->notifier), NULL, NULL,
+                            NULL);
+    }
+    v->handler = false;
+    v->throttled = false;
+    if (v->throttle) {
+        timer_del(v->throttle);
     }
 }
 
@@ -103,59 +311,118 @@ static bool ivsh_use_irqfd(IvshState *s)
     return s->msi && kvm_msi_via_irqfd_enabled();
 }
 
+/*
+ * Whether KVM takes @msg as an MSI route.  With the x2APIC API (more than
+ * 255 APIC IDs, or intel-iommu eim=on), x86 KVM refuses a route whose
+ * upper address has any of bits 0-7 set, and QEMU aborts when KVM refuses
+ * its routing table.  Such a message, a guest's mistake, goes through
+ * QEMU instead, which handles (or drops) it without aborting.
+ */
+static bool ivsh_msi_routable(MSIMessage msg)
+{
+    static int x86 = -1;
+
+    if (x86 < 0) {
+        x86 = !strcmp(target_name(), "x86_64") ||
+              !strcmp(target_name(), "i386");
+    }
+    return !x86 || !((msg.address >> 32) & 0xff);
+}
+
+static void ivsh_vector_detach(IvshVector *v)
+{
+    if (v->irqfd) {
+        kvm_irqchip_remove_irqfd_notifier_gsi(kvm_state, v->notifier,
+                                              v->virq);
+        v->irqfd = false;
+    }
+}
+
+/*
+ * KVM cannot deliver @v: QEMU does, through an fd handler, until the
+ * guest disables MSI-X.  One warning per device, the rest is traced.
+ */
+static void ivsh_vector_fallback(IvshState *s, IvshVector *v,
+                                 const char *why, int err)
+{
+    trace_ivsh_vector_fallback(v->nr, why, err);
+    if (!s->fallback_warned) {
+        warn_report("%s: vector %u: %s (%s): its interrupts go through "
+                    "QEMU instead of a KVM irqfd; further vectors in this "
+                    "case are only traced (ivsh_vector_fallback)",
+                    ivsh_name(s), v->nr, why, strerror(-err));
+        s->fallback_warned = true;
+    }
+    ivsh_vector_detach(v);
+    ivsh_vector_handler_on(v);
+}
+
+/* Attach @v's irqfd to its route, if bus mastering allows a message */
+static void ivsh_vector_attach(IvshState *s, IvshVector *v)
+{
+    int ret;
+
+    if (v->irqfd || !ivsh_bus_master(s)) {
+        return;
+    }
+    ret = kvm_irqchip_add_irqfd_notifier_gsi(kvm_state, v->notifier, NULL,
+                                             v->virq);
+    if (ret < 0) {
+        ivsh_vector_fallback(s, v, "KVM refused its irqfd", ret);
+        return;
+    }
+    v->irqfd = true;
+}
+
+/*
+ * The vector use notifier of msix.c (MSI-X enabled, vector unmasked).
+ * It never fails: msix.c asserts that it does not.
+ */
 static int ivsh_vector_unmask(PCIDevice *pdev, unsigned vector,
                               MSIMessage msg)
 {
     IvshState *s = IVSH_COMMON(pdev);
     IvshVector *v = &s->msi_vectors[vector];
-    EventNotifier *n = ivsh_own_notifier(s, vector);
+    KVMRouteChange c;
     int ret;
 
-    if (!n) {
-        return 0;       /* attached when the server sends the eventfd */
+    trace_ivsh_vector_unmask(vector, v->virq);
+    if (!v->notifier || v->handler) {
+        return 0;   /* no eventfd yet, or delivered by QEMU already */
+    }
+    if (!ivsh_msi_routable(msg)) {
+        ivsh_vector_fallback(s, v, "KVM cannot route its MSI-X message",
+                             -EINVAL);
+        return 0;
     }
     if (v->virq < 0) {
-        KVMRouteChange c = kvm_irqchip_begin_route_changes(kvm_state);
-
+        c = kvm_irqchip_begin_route_changes(kvm_state);
         ret = kvm_irqchip_add_msi_route(&c, vector, pdev);
         if (ret < 0) {
-            error_report("%s: no KVM MSI route for vector %u: %s",
-                         ivsh_name(s), vector, strerror(-ret));
-            return ret;
+            ivsh_vector_fallback(s, v, "no KVM MSI route", ret);
+            return 0;
         }
         kvm_irqchip_commit_route_changes(&c);
         v->virq = ret;
-    }
-    ret = kvm_irqchip_update_msi_route(kvm_state, v->virq, msg, pdev);
-    if (ret < 0) {
-        return ret;
-    }
-    kvm_irqchip_commit_routes(kvm_state);
-    if (!v->irqfd) {
-        ret = kvm_irqchip_add_irqfd_notifier_gsi(kvm_state, n, NULL,
-                                                 v->virq);
+        v->msg = msg;
+    } else if (v->msg.address != msg.address || v->msg.data != msg.data) {
+        ret = kvm_irqchip_update_msi_route(kvm_state, v->virq, msg, pdev);
         if (ret < 0) {
-            error_report("%s: no KVM irqfd for vector %u: %s",
-                         ivsh_name(s), vector, strerror(-ret));
-            return ret;
+            ivsh_vector_fallback(s, v, "KVM refused its MSI route", ret);
+            return 0;
         }
-        v->irqfd = true;
+        kvm_irqchip_commit_routes(kvm_state);
+        v->msg = msg;
     }
-    trace_ivsh_vector_unmask(vector, v->virq);
+    ivsh_vector_attach(s, v);
     return 0;
 }
 
 static void ivsh_vector_mask(PCIDevice *pdev, unsigned vector)
 {
     IvshState *s = IVSH_COMMON(pdev);
-    IvshVector *v = &s->msi_vectors[vector];
 
-    if (v->irqfd) {
-        kvm_irqchip_remove_irqfd_notifier_gsi(kvm_state,
-                                              ivsh_own_notifier(s, vector),
-                                              v->virq);
-        v->irqfd = false;
-    }
+    ivsh_vector_detach(&s->msi_vectors[vector]);
     trace_ivsh_vector_mask(vector);
 }
 
@@ -166,41 +433,117 @@ static void ivsh_vector_poll(PCIDevice *pdev, unsigned start, unsigned end)
     unsigned i;
 
     for (i = start; i < MIN(end, s->vectors); i++) {
-        EventNotifier *n = ivsh_own_notifier(s, i);
+        IvshVector *v = &s->msi_vectors[i];
 
-        if (n && msix_is_masked(pdev, i) && event_notifier_test_and_clear(n)) {
+        if (v->notifier && !v->handler && msix_is_masked(pdev, i) &&
+            ivsh_efd_read(event_notifier_get_fd(v->notifier))) {
             msix_set_pending(pdev, i);
         }
     }
 }
 
+static void ivsh_irqfd_disable(IvshState *s);
+
+/*
+ * MSI-X was enabled: give every vector with an eventfd a KVM route, in
+ * one update of the routing table, then let msix.c attach the irqfds of
+ * the unmasked ones.  A vector without a route is delivered by QEMU.
+ */
 static void ivsh_irqfd_enable(IvshState *s)
 {
-    if (msix_set_vector_notifiers(PCI_DEVICE(s), ivsh_vector_unmask,
+    PCIDevice *pdev = PCI_DEVICE(s);
+    KVMRouteChange c = kvm_irqchip_begin_route_changes(kvm_state);
+    uint32_t i, routes = 0;
+    int ret;
+
+    for (i = 0; i < s->vectors; i++) {
+        IvshVector *v = &s->msi_vectors[i];
+        MSIMessage msg = msix_get_message(pdev, i);
+
+        if (!v->notifier || v->virq >= 0 || !ivsh_msi_routable(msg)) {
+            continue;   /* routed on unmask, if ever */
+        }
+        ret = kvm_irqchip_add_msi_route(&c, i, pdev);
+        if (ret < 0) {
+            ivsh_vector_fallback(s, v, "no KVM MSI route", ret);
+            continue;
+        }
+        v->virq = ret;
+        v->msg = msg;
+        routes++;
+    }
+    kvm_irqchip_commit_route_changes(&c);
+    trace_ivsh_irqfd_enable(routes);
+
+    if (msix_set_vector_notifiers(pdev, ivsh_vector_unmask,
                                   ivsh_vector_mask, ivsh_vector_poll) < 0) {
+        /* Not expected: ivsh_vector_unmask() never fails */
         error_report("%s: cannot route MSI-X vectors through KVM irqfds",
                      ivsh_name(s));
+        ivsh_irqfd_disable(s);
+        for (i = 0; i < s->vectors; i++) {
+            if (s->msi_vectors[i].notifier) {
+                ivsh_vector_handler_on(&s->msi_vectors[i]);
+            }
+        }
         return;
     }
     s->irqfd_active = true;
 }
 
+/*
+ * MSI-X disabled, reset or unplug: detach every irqfd, remove the
+ * fallback handlers and release every route, whatever state enabling
+ * left behind.  Doorbells wait in the eventfds until MSI-X is enabled.
+ */
 static void ivsh_irqfd_disable(IvshState *s)
 {
     uint32_t i;
 
-    if (!s->irqfd_active) {
-        return;
+    trace_ivsh_irqfd_disable(s->irqfd_active);
+    if (s->irqfd_active) {
+        msix_unset_vector_notifiers(PCI_DEVICE(s));
+        s->irqfd_active = false;
     }
-    msix_unset_vector_notifiers(PCI_DEVICE(s));
-    s->irqfd_active = false;
     for (i = 0; i < s->vectors; i++) {
         IvshVector *v = &s->msi_vectors[i];
 
-        ivsh_vector_mask(PCI_DEVICE(s), i);
+        ivsh_vector_detach(v);
+        if (ivsh_use_irqfd(s) && v->handler) {
+            ivsh_vector_handler_off(v);
+        }
         if (v->virq >= 0) {
             kvm_irqchip_release_virq(kvm_state, v->virq);
             v->virq = -1;
+        }
+        v->msg = (MSIMessage) { 0 };
+    }
+}
+
+/* Bus mastering changed: hold or release the interrupts it blocks */
+static void ivsh_bus_master_changed(IvshState *s)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+    bool on = ivsh_bus_master(s);
+    uint32_t i;
+
+    trace_ivsh_bus_master(on);
+    for (i = 0; i < s->vectors; i++) {
+        IvshVector *v = &s->msi_vectors[i];
+
+        if (msix_is_masked(pdev, i)) {
+            continue;
+        }
+        if (s->irqfd_active && v->virq >= 0 && v->notifier && !v->handler) {
+            if (on) {
+                ivsh_vector_attach(s, v);   /* KVM delivers what waits */
+            } else {
+                ivsh_vector_detach(v);
+            }
+        }
+        if (on && ivsh_msix_pending(pdev, i)) {
+            msix_clr_pending(pdev, i);
+            msix_notify(pdev, i);
         }
     }
 }
@@ -209,30 +552,32 @@ void ivsh_peers_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
                                 int len)
 {
     IvshState *s = IVSH_COMMON(pdev);
-    bool was = msix_enabled(pdev);
+    bool was_enabled = msix_enabled(pdev);
+    bool was_master = ivsh_bus_master(s);
 
     pci_default_write_config(pdev, addr, val, len);
-    if (!ivsh_use_irqfd(s) || was == msix_enabled(pdev)) {
-        return;
+    if (ivsh_use_irqfd(s) && was_enabled != msix_enabled(pdev)) {
+        if (was_enabled) {
+            ivsh_irqfd_disable(s);
+        } else {
+            ivsh_irqfd_enable(s);
+        }
     }
-    if (!was) {
-        ivsh_irqfd_enable(s);
-    } else {
-        ivsh_irqfd_disable(s);
+    if (s->msi && s->msi_vectors && was_master != ivsh_bus_master(s)) {
+        ivsh_bus_master_changed(s);
     }
 }
 
 /* Our own eventfd for @vector arrived: start delivering it */
-static void ivsh_own_vector_ready(IvshState *s, uint32_t vector)
+static void ivsh_own_vector_ready(IvshState *s, uint32_t vector,
+                                  EventNotifier *n)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
     IvshVector *v = &s->msi_vectors[vector];
 
+    v->notifier = n;
     if (!ivsh_use_irqfd(s)) {
-        qemu_set_fd_handler(event_notifier_get_fd(ivsh_own_notifier(s,
-                                                                    vector)),
-                            ivsh_vector_notify, NULL, v);
-        v->handler = true;
+        ivsh_vector_handler_on(v);
     } else if (s->irqfd_active && !msix_is_masked(pdev, vector)) {
         ivsh_vector_unmask(pdev, vector, msix_get_message(pdev, vector));
     }
@@ -242,15 +587,65 @@ static void ivsh_own_vector_release(IvshState *s, uint32_t vector)
 {
     IvshVector *v = &s->msi_vectors[vector];
 
-    if (v->handler) {
-        qemu_set_fd_handler(event_notifier_get_fd(ivsh_own_notifier(s,
-                                                                    vector)),
-                            NULL, NULL, NULL);
-        v->handler = false;
+    if (!v->notifier) {
+        return;
     }
-    if (s->msi) {
-        ivsh_vector_mask(PCI_DEVICE(s), vector);
+    ivsh_vector_handler_off(v);
+    ivsh_vector_detach(v);
+    if (v->throttle) {
+        timer_free(v->throttle);
+        v->throttle = NULL;
     }
+    v->notifier = NULL;
+}
+
+/*
+ * Files are compared with kcmp(KCMP_FILE), whose results order them
+ * consistently: eventfd_files is a search tree of the device's eventfds.
+ */
+static gint ivsh_file_cmp(gconstpointer a, gconstpointer b, gpointer opaque)
+{
+    pid_t pid = GPOINTER_TO_INT(opaque);
+    int fa = GPOINTER_TO_INT(a), fb = GPOINTER_TO_INT(b);
+    long ret = syscall(SYS_kcmp, pid, pid, IVSH_KCMP_FILE, fa, fb);
+
+    if (ret == 0 || fa == fb) {
+        return 0;
+    }
+    if (ret == 1 || ret == 2) {
+        return ret == 1 ? -1 : 1;
+    }
+    return fa < fb ? -1 : 1;    /* not reached: both fds are ours */
+}
+
+/*
+ * Refuse an eventfd the device already holds under another peer or
+ * vector: two consumers of one counter would each take a random share of
+ * its doorbells (and KVM refuses a second irqfd on it).
+ */
+static bool ivsh_eventfd_unique(IvshState *s, uint16_t id, uint32_t vector,
+                                int fd)
+{
+    g_autofree char *msg = NULL;
+    gpointer val;
+    uint32_t other;
+
+    if (!s->eventfd_files) {
+        return true;
+    }
+    if (!g_tree_lookup_extended(s->eventfd_files, GINT_TO_POINTER(fd), NULL,
+                                &val)) {
+        g_tree_insert(s->eventfd_files, GINT_TO_POINTER(fd),
+                      GUINT_TO_POINTER((uint32_t)id << 16 | vector));
+        return true;
+    }
+    other = GPOINTER_TO_UINT(val);
+    trace_ivsh_eventfd_dup(id, vector, other >> 16, other & 0xffff);
+    msg = g_strdup_printf("server sent the eventfd of peer %u vector %u "
+                          "again, as peer %u vector %u: refused",
+                          other >> 16, other & 0xffff, id, vector);
+    ivsh_conn_report_drop(s, msg);
+    return false;
 }
 
 static void ivsh_peer_add_eventfd(IvshState *s, uint16_t id, uint32_t vector,
@@ -262,21 +657,35 @@ static void ivsh_peer_add_eventfd(IvshState *s, uint16_t id, uint32_t vector,
     if (!p) {
         p = g_new0(IvshPeer, 1);
         p->id = id;
-        p->vec = g_new0(EventNotifier *, s->vectors);
         g_hash_table_insert(s->peers, GUINT_TO_POINTER(id), p);
     }
     /* The decoder hands out vectors in order, below s->vectors */
     assert(vector == p->nr && vector < s->vectors);
+    if (p->nr == p->size) {
+        p->size = MIN(MAX(p->size * 2, 4), s->vectors);
+        p->vec = g_renew(EventNotifier *, p->vec, p->size);
+    }
+    p->vec[p->nr++] = NULL;
+    if (!ivsh_eventfd_unique(s, id, vector, fd)) {
+        close(fd);
+        return;
+    }
     n = g_new0(EventNotifier, 1);
     event_notifier_init_fd(n, fd);
     g_unix_set_fd_nonblocking(fd, true, NULL);
-    p->vec[p->nr++] = n;
+    p->vec[vector] = n;
     trace_ivsh_peer_eventfd(id, vector);
 
     if (id == s->vm_id) {
-        ivsh_own_vector_ready(s, vector);
+        ivsh_own_vector_ready(s, vector, n);
+    } else {
+        /* Our own are counted from realize on */
+        p->held++;
+        s->eventfds_counted++;
+        ivsh_eventfds_all++;
     }
-    if (!s->ioeventfd || p->nr_ioeventfd != vector) {
+    if (!s->ioeventfd || !kvm_enabled() ||
+        p->nr_ioeventfd != vector) {
         return;
     }
     if (s->nr_ioeventfds >= s->ioeventfd_budget ||
@@ -318,9 +727,18 @@ static void ivsh_peer_free(IvshState *s, IvshPeer *p)
         ivsh_ioeventfds_in_use -= p->nr_ioeventfd;
     }
     for (i = 0; i < p->nr; i++) {
+        if (!p->vec[i]) {
+            continue;
+        }
+        if (s->eventfd_files) {
+            g_tree_remove(s->eventfd_files,
+                          GINT_TO_POINTER(event_notifier_get_fd(p->vec[i])));
+        }
         event_notifier_cleanup(p->vec[i]);
         g_free(p->vec[i]);
     }
+    s->eventfds_counted -= p->held;
+    ivsh_eventfds_all -= p->held;
     g_free(p->vec);
     g_free(p);
 }
@@ -328,15 +746,25 @@ static void ivsh_peer_free(IvshState *s, IvshPeer *p)
 void ivsh_doorbell_ring(IvshState *s, uint16_t peer, uint16_t vector)
 {
     IvshPeer *p = ivsh_peer_find(s, peer);
+    EventNotifier *n = p && vector < p->nr ? p->vec[vector] : NULL;
 
-    if (!p || vector >= p->nr) {
+    if (!n) {
         qemu_log_mask(LOG_GUEST_ERROR, "%s: doorbell to %s %u vector %u "
                       "ignored\n", ivsh_name(s),
                       p ? "peer" : "unknown peer", peer, vector);
         return;
     }
     trace_ivsh_doorbell(peer, vector);
-    event_notifier_set(p->vec[vector]);
+    if (!ivsh_efd_ring(event_notifier_get_fd(n))) {
+        trace_ivsh_doorbell_full(peer, vector);
+        if (!s->ring_full_warned) {
+            warn_report("%s: doorbell to peer %u vector %u dropped: its "
+                        "eventfd's counter is full; further ones are only "
+                        "traced (ivsh_doorbell_full)", ivsh_name(s), peer,
+                        vector);
+            s->ring_full_warned = true;
+        }
+    }
 }
 
 /* Act on one message the decoder accepted after set-up */
@@ -360,9 +788,38 @@ static void ivsh_conn_event(IvshState *s, const IvshEvent *ev)
     }
 }
 
+/* Half of RLIMIT_NOFILE: the eventfds all devices may hold together */
+static uint64_t ivsh_eventfd_cap(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return UINT32_MAX;
+    }
+    return rl.rlim_cur / 2;
+}
+
+/*
+ * How many eventfds the decoder may hold: x-max-eventfds, and no more
+ * than the room left under the all-devices cap.  Returns true when the
+ * cap is what limits it.
+ */
+static bool ivsh_eventfd_budget(IvshState *s)
+{
+    uint64_t cap = ivsh_eventfd_cap();
+    uint64_t spare = cap > ivsh_eventfds_all ? cap - ivsh_eventfds_all : 0;
+    uint32_t own = ivsh_client_own_fds(&s->client);
+    uint64_t max = s->client.nr_fds + (s->vectors - MIN(own, s->vectors)) +
+                   spare;
+
+    s->client.max_fds = MIN(max, s->max_eventfds);
+    return max < s->max_eventfds;
+}
+
 static void ivsh_conn_msg(IvshState *s, int64_t msg, int fd)
 {
     g_autoptr(GError) err = NULL;
+    bool by_rlimit = ivsh_eventfd_budget(s);
     IvshEvent ev;
 
     trace_ivsh_conn_msg(msg, fd);
@@ -371,7 +828,14 @@ static void ivsh_conn_msg(IvshState *s, int64_t msg, int fd)
         ivsh_conn_event(s, &ev);
         break;
     case IVSH_DROP:
-        error_report("%s: %s", ivsh_name(s), err->message);
+        ivsh_conn_report_drop(s, err->message);
+        if (by_rlimit && fd >= 0 && !s->rlimit_warned) {
+            warn_report("%s: QEMU's file limit (RLIMIT_NOFILE) bounds the "
+                        "eventfds: ivshmem devices hold at most %" PRIu64
+                        " together, half of it", ivsh_name(s),
+                        ivsh_eventfd_cap());
+            s->rlimit_warned = true;
+        }
         break;
     case IVSH_FATAL:
         error_report("%s: %s; no longer reading from the ivshmem server, "
@@ -383,11 +847,47 @@ static void ivsh_conn_msg(IvshState *s, int64_t msg, int fd)
     }
 }
 
+/*
+ * Whether a message with an fd can be read without losing the fd: the
+ * lowest free fd number must stay IVSH_FD_HEADROOM below RLIMIT_NOFILE.
+ * QEMU's socket chardev does not report an fd the kernel dropped.
+ */
+static bool ivsh_fd_headroom(int probe_from, uint64_t *limit)
+{
+    struct rlimit rl;
+    int fd;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > INT_MAX) {
+        return true;
+    }
+    *limit = rl.rlim_cur;
+    fd = fcntl(probe_from, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno != EMFILE;
+    }
+    close(fd);
+    return (uint64_t)fd + IVSH_FD_HEADROOM <= rl.rlim_cur;
+}
+
 static int ivsh_conn_can_receive(void *opaque)
 {
     IvshState *s = opaque;
+    uint64_t limit = 0;
 
-    return s->server_broken ? 0 : ivsh_reader_want(&s->reader);
+    if (s->server_broken) {
+        return 0;
+    }
+    if (!ivsh_fd_headroom(s->server_sock, &limit)) {
+        trace_ivsh_conn_stop("no fd headroom");
+        error_report("%s: QEMU has fewer than %u file descriptors left "
+                     "(RLIMIT_NOFILE %" PRIu64 "); no longer reading from "
+                     "the ivshmem server, keeping the shared memory and %u "
+                     "known peers", ivsh_name(s), IVSH_FD_HEADROOM, limit,
+                     ivsh_client_nr_peers(&s->client));
+        s->server_broken = true;
+        return 0;
+    }
+    return ivsh_reader_want(&s->reader);
 }
 
 static void ivsh_conn_read(void *opaque, const uint8_t *buf, int size)
@@ -411,12 +911,22 @@ static void ivsh_conn_chr_event(void *opaque, QEMUChrEvent event)
 {
     IvshState *s = opaque;
 
-    if (event == CHR_EVENT_CLOSED && !s->server_gone && !s->shutting_down) {
-        s->server_gone = true;
+    if (event != CHR_EVENT_CLOSED) {
+        return;
+    }
+    /*
+     * Whatever comes on another connection would start with a new
+     * set-up, which the running decoder must never read as peer events.
+     */
+    trace_ivsh_conn_stop("connection closed");
+    s->server_broken = true;
+    memset(&s->reader, 0, sizeof(s->reader));
+    if (!s->server_gone && !s->shutting_down) {
         warn_report("%s: the ivshmem server closed the connection; keeping "
                     "the shared memory and %u known peers", ivsh_name(s),
                     ivsh_client_nr_peers(&s->client));
     }
+    s->server_gone = true;
 }
 
 /* Read one message during set-up, waiting at most until @deadline (ms). */
@@ -456,10 +966,34 @@ static bool ivsh_setup_recv(IvshState *s, int sock, int64_t deadline,
     return true;
 }
 
+/*
+ * A socket chardev the device cannot use, or NULL.  The device reads one
+ * set-up per connection: no reconnection (issue 14 will add it here), no
+ * listening socket (any local process could become the server), and no
+ * protocol layer that cannot pass file descriptors.
+ */
+static const char *ivsh_chr_refused(SocketChardev *sc)
+{
+    if (sc->reconnect_time_ms) {
+        return "reconnects (reconnect-ms=): the device cannot follow a new "
+               "connection";
+    }
+    if (sc->is_websock) {
+        return "is a WebSocket: ivshmem servers pass file descriptors over "
+               "a plain socket";
+    }
+    if (sc->is_telnet || sc->is_tn3270) {
+        return "speaks telnet: ivshmem servers pass file descriptors over a "
+               "plain socket";
+    }
+    return NULL;
+}
+
 static bool ivsh_chr_check(IvshState *s, int *sock, Error **errp)
 {
     Chardev *chr = qemu_chr_fe_get_driver(&s->server_chr);
     SocketChardev *sc;
+    const char *why;
 
     if (!chr) {
         /* Wording expected by scripts/device-crash-test */
@@ -475,12 +1009,83 @@ static bool ivsh_chr_check(IvshState *s, int *sock, Error **errp)
         return false;
     }
     sc = SOCKET_CHARDEV(chr);
+    why = ivsh_chr_refused(sc);
+    if (why) {
+        error_setg(errp, "chardev '%s' %s", chr->label, why);
+        error_append_hint(errp, "Connect to the ivshmem server with "
+                          "-chardev socket,path=SOCKET.\n");
+        return false;
+    }
     if (sc->state != TCP_CHARDEV_STATE_CONNECTED || !sc->sioc) {
         error_setg(errp, "chardev '%s' is not connected to an ivshmem "
                    "server", chr->label);
         return false;
     }
+    if (sc->is_listen) {
+        error_setg(errp, "chardev '%s' listens for connections "
+                   "(server=on): the device is a client of the ivshmem "
+                   "server", chr->label);
+        error_append_hint(errp, "Connect to the ivshmem server with "
+                          "-chardev socket,path=SOCKET.\n");
+        return false;
+    }
     *sock = sc->sioc->fd;
+    return true;
+}
+
+/* Check the properties of the server connection; nothing allocated */
+static bool ivsh_conn_check_props(IvshState *s, Error **errp)
+{
+    if (s->setup_timeout_ms > IVSH_SETUP_TIMEOUT_MAX) {
+        error_setg(errp, "x-setup-timeout=%u is above the maximum of %u ms",
+                   s->setup_timeout_ms, IVSH_SETUP_TIMEOUT_MAX);
+        return false;
+    }
+    if (s->max_eventfds < s->vectors) {
+        error_setg(errp, "x-max-eventfds=%u is below vectors=%u: the "
+                   "device's own eventfds would not fit", s->max_eventfds,
+                   s->vectors);
+        return false;
+    }
+    return true;
+}
+
+/* Reserve the own eventfds in the all-devices count; the kcmp tree */
+static bool ivsh_conn_reserve(IvshState *s, int sock, Error **errp)
+{
+    uint64_t cap = ivsh_eventfd_cap(), limit = 0;
+    pid_t pid = getpid();
+
+    s->fd_check_held = ivsh_fd_check_hold();
+    if (!s->fd_check_held) {
+        error_setg(errp, "cannot open /proc/self/fd, which the device "
+                   "needs to check the eventfds it receives");
+        error_append_hint(errp, "After -run-with chroot=, hot-plug works "
+                          "while another ivshmem device with a server "
+                          "is present.\n");
+        return false;
+    }
+    if (!ivsh_fd_headroom(sock, &limit)) {
+        error_setg(errp, "QEMU has fewer than %u file descriptors left "
+                   "(RLIMIT_NOFILE %" PRIu64 ")", IVSH_FD_HEADROOM, limit);
+        return false;
+    }
+    if (ivsh_eventfds_all + s->vectors > cap) {
+        error_setg(errp, "the %u eventfds of vectors=%u do not fit: ivshmem "
+                   "devices hold at most %" PRIu64 " together (half of "
+                   "RLIMIT_NOFILE) and %" PRIu64 " are taken", s->vectors,
+                   s->vectors, cap, ivsh_eventfds_all);
+        return false;
+    }
+    ivsh_eventfds_all += s->vectors;
+    s->eventfds_counted = s->vectors;
+
+    if (syscall(SYS_kcmp, pid, pid, IVSH_KCMP_FILE, sock, sock) == 0) {
+        s->eventfd_files = g_tree_new_full(ivsh_file_cmp,
+                                           GINT_TO_POINTER(pid), NULL, NULL);
+    } else {
+        trace_ivsh_conn_no_kcmp(errno);
+    }
     return true;
 }
 
@@ -497,11 +1102,16 @@ bool ivsh_conn_connect(IvshState *s, uint64_t map_size, Error **errp)
     IvshEvent ev;
     int64_t msg;
 
-    if (!ivsh_chr_check(s, &sock, errp)) {
+    if (!ivsh_conn_check_props(s, errp) || !ivsh_chr_check(s, &sock, errp)) {
         return false;
     }
+    s->server_sock = sock;
     ivsh_client_init(&s->client, s->vectors, s->max_eventfds);
+    ivsh_client_reserve_own(&s->client, s->vectors);
     s->peers = g_hash_table_new(g_direct_hash, g_direct_equal);
+    if (!ivsh_conn_reserve(s, sock, errp)) {
+        return false;
+    }
 
     while (!ivsh_client_ready(&s->client)) {
         if (!ivsh_setup_recv(s, sock, deadline, &msg, &fd, errp)) {
@@ -577,7 +1187,10 @@ void ivsh_conn_start(IvshState *s)
                              s, NULL, true);
 }
 
-/* Device reset: forget doorbells not delivered yet. */
+/*
+ * Device reset: forget doorbells not delivered yet (one read each: an
+ * EFD_SEMAPHORE eventfd gives one at a time, which is harmless).
+ */
 void ivsh_interrupts_reset(IvshState *s)
 {
     uint32_t i;
@@ -587,10 +1200,10 @@ void ivsh_interrupts_reset(IvshState *s)
     }
     ivsh_irqfd_disable(s);
     for (i = 0; i < s->vectors; i++) {
-        EventNotifier *n = ivsh_own_notifier(s, i);
+        IvshVector *v = &s->msi_vectors[i];
 
-        if (n) {
-            event_notifier_test_and_clear(n);
+        if (v->notifier) {
+            ivsh_efd_read(event_notifier_get_fd(v->notifier));
         }
     }
 }
@@ -630,6 +1243,16 @@ void ivsh_conn_cleanup(IvshState *s)
         }
         g_hash_table_destroy(s->peers);
         s->peers = NULL;
+    }
+    if (s->eventfd_files) {
+        g_tree_destroy(s->eventfd_files);
+        s->eventfd_files = NULL;
+    }
+    ivsh_eventfds_all -= s->eventfds_counted;
+    s->eventfds_counted = 0;
+    if (s->fd_check_held) {
+        ivsh_fd_check_release();
+        s->fd_check_held = false;
     }
     ivsh_client_destroy(&s->client);
     if (msix_present(PCI_DEVICE(s))) {

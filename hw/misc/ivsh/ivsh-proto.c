@@ -111,13 +111,59 @@ unsigned ivsh_client_nr_peers(const IvshClient *c)
     return n;
 }
 
+void ivsh_client_reserve_own(IvshClient *c, uint32_t n)
+{
+    c->reserve_own = n;
+}
+
+uint32_t ivsh_client_own_fds(const IvshClient *c)
+{
+    uint32_t count = GPOINTER_TO_UINT(g_hash_table_lookup(c->peers,
+                                          GUINT_TO_POINTER(c->own_id)));
+
+    return count & PEER_REFUSED ? 0 : count;
+}
+
+/* /proc/self/fd while ivsh_fd_check_hold() calls are in effect */
+static int proc_fd_dir = -1;
+static unsigned proc_fd_holds;
+
+bool ivsh_fd_check_hold(void)
+{
+    if (proc_fd_dir < 0) {
+        proc_fd_dir = open("/proc/self/fd",
+                           O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (proc_fd_dir < 0) {
+            return false;
+        }
+    }
+    proc_fd_holds++;
+    return true;
+}
+
+void ivsh_fd_check_release(void)
+{
+    if (proc_fd_holds && !--proc_fd_holds) {
+        close(proc_fd_dir);
+        proc_fd_dir = -1;
+    }
+}
+
 bool ivsh_fd_is_eventfd(int fd)
 {
     char path[64], target[64];
     ssize_t n;
 
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    n = readlink(path, target, sizeof(target) - 1);
+    if (fd < 0) {
+        return false;
+    }
+    if (proc_fd_dir >= 0) {
+        snprintf(path, sizeof(path), "%d", fd);
+        n = readlinkat(proc_fd_dir, path, target, sizeof(target) - 1);
+    } else {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, target, sizeof(target) - 1);
+    }
     if (n < 0) {
         return false;
     }
@@ -198,7 +244,7 @@ static IvshVerdict handle_eventfd(IvshClient *c, uint16_t peer, int fd,
                                   IvshEvent *ev, GError **errp)
 {
     gpointer key = GUINT_TO_POINTER(peer), value;
-    uint32_t count = 0;
+    uint32_t count = 0, room = 1;
 
     if (g_hash_table_lookup_extended(c->peers, key, NULL, &value)) {
         count = GPOINTER_TO_UINT(value);
@@ -218,14 +264,23 @@ static IvshVerdict handle_eventfd(IvshClient *c, uint16_t peer, int fd,
                       "server sent more than %u eventfds for peer %u",
                       c->vectors, peer);
     }
-    if (c->nr_fds >= c->max_fds) {
+    if (peer != c->own_id) {
+        uint32_t own = ivsh_client_own_fds(c);
+
+        /* Room for the own eventfds still to come */
+        if (own < c->reserve_own) {
+            room += c->reserve_own - own;
+        }
+    }
+    if ((uint64_t)c->nr_fds + room > c->max_fds) {
         if (count == 0) {
             g_hash_table_insert(c->peers, key,
                                 GUINT_TO_POINTER(PEER_REFUSED));
         }
         return refuse(c, IVSH_DROP, fd, errp,
                       "peer %u refused: the limit of %u eventfds is "
-                      "reached", peer, c->max_fds);
+                      "reached (%u held, %u kept for our own)", peer,
+                      c->max_fds, c->nr_fds, room - 1);
     }
     g_hash_table_insert(c->peers, key, GUINT_TO_POINTER(count + 1));
     c->nr_fds++;

@@ -100,6 +100,7 @@ typedef struct IvshClient {
     uint16_t own_id;
     uint32_t vectors;       /* eventfds accepted per peer */
     uint32_t max_fds;       /* eventfds held in total, all peers */
+    uint32_t reserve_own;   /* of max_fds, kept for our own eventfds */
     uint32_t nr_fds;
     GHashTable *peers;      /* peer ID -> eventfds received (+1 if refused) */
 } IvshClient;
@@ -111,6 +112,18 @@ typedef struct IvshClient {
  */
 void ivsh_client_init(IvshClient *c, uint32_t vectors, uint32_t max_fds);
 void ivsh_client_destroy(IvshClient *c);
+
+/*
+ * Keep room for @n eventfds of our own ID within max_fds: servers send a
+ * newcomer the other peers' eventfds first and its own last, so without a
+ * reservation a client among many peers would refuse its own.  Other
+ * peers' eventfds are refused once accepting one would leave less than
+ * the own eventfds still missing (@n minus those received).
+ */
+void ivsh_client_reserve_own(IvshClient *c, uint32_t n);
+
+/* Own eventfds received so far */
+uint32_t ivsh_client_own_fds(const IvshClient *c);
 
 /*
  * Interpret one message.  @fd is the descriptor that came with it, or -1;
@@ -128,8 +141,22 @@ static inline bool ivsh_client_ready(const IvshClient *c)
 /* Number of peers (other than us) with at least one eventfd */
 unsigned ivsh_client_nr_peers(const IvshClient *c);
 
-/* True if @fd is an eventfd */
+/*
+ * True if @fd is an eventfd.  It reads the fd's link in /proc/self/fd;
+ * while a ivsh_fd_check_hold() is in effect, through a directory fd
+ * opened by the first one, so the check keeps working after a chroot
+ * (QEMU's -run-with chroot=) or an unmount of /proc.  Never reads or
+ * writes @fd.
+ */
 bool ivsh_fd_is_eventfd(int fd);
+
+/*
+ * Keep /proc/self/fd open for ivsh_fd_is_eventfd() until the matching
+ * ivsh_fd_check_release().  False (and nothing to release) if it cannot
+ * be opened.
+ */
+bool ivsh_fd_check_hold(void);
+void ivsh_fd_check_release(void);
 
 /*
  * Check a shared-memory fd: a regular file or memfd whose size is a power

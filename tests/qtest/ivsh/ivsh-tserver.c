@@ -37,6 +37,7 @@ struct IvshTServer {
     void *shm;
     size_t shm_size;
     unsigned vectors;
+    bool blocking;          /* eventfds without O_NONBLOCK */
 
     GThread *thread;
     GMutex lock;
@@ -83,7 +84,8 @@ static void ts_join(IvshTServer *ts, int id, int sock)
     p->sock = sock;
     p->efd = g_new(int, ts->vectors);
     for (v = 0; v < ts->vectors; v++) {
-        p->efd[v] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        p->efd[v] = eventfd(0, (ts->blocking ? 0 : EFD_NONBLOCK) |
+                               EFD_CLOEXEC);
         g_assert(p->efd[v] >= 0);
     }
     ts->peers[id] = p;
@@ -382,5 +384,35 @@ void ivsh_tserver_send(IvshTServer *ts, int id, int64_t msg, int fd)
     g_mutex_lock(&ts->lock);
     g_assert(ts->peers[id] && ts->peers[id]->sock >= 0);
     ts_send(ts->peers[id]->sock, msg, fd);
+    g_mutex_unlock(&ts->lock);
+}
+
+int ivsh_tserver_eventfd(IvshTServer *ts, int id, unsigned vector)
+{
+    int fd;
+
+    g_mutex_lock(&ts->lock);
+    g_assert(id >= 0 && id < TS_MAX_PEERS && ts->peers[id] &&
+             vector < ts->vectors);
+    fd = ts->peers[id]->efd[vector];
+    g_mutex_unlock(&ts->lock);
+    return fd;
+}
+
+void ivsh_tserver_clear_nonblock(IvshTServer *ts)
+{
+    unsigned v;
+    int i;
+
+    g_mutex_lock(&ts->lock);
+    ts->blocking = true;
+    for (i = 0; i < TS_MAX_PEERS; i++) {
+        for (v = 0; ts->peers[i] && v < ts->vectors; v++) {
+            int fd = ts->peers[i]->efd[v];
+
+            g_assert(fcntl(fd, F_SETFL,
+                           fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0);
+        }
+    }
     g_mutex_unlock(&ts->lock);
 }

@@ -57,4 +57,17 @@ uint64_t ivsh_tserver_wait_rung(IvshTServer *ts, int id, unsigned vector,
 /* Send a raw message to the peer with connection @id (-1: no fd) */
 void ivsh_tserver_send(IvshTServer *ts, int id, int64_t msg, int fd);
 
+/*
+ * The eventfd the server holds for peer @id's @vector (the same file the
+ * peers received): a hostile peer's handle on it.
+ */
+int ivsh_tserver_eventfd(IvshTServer *ts, int id, unsigned vector);
+
+/*
+ * Clear O_NONBLOCK on every eventfd the server holds, now and on each one
+ * it creates from now on: the open file description is shared, so every
+ * peer's copy becomes blocking too.
+ */
+void ivsh_tserver_clear_nonblock(IvshTServer *ts);
+
 #endif

@@ -550,6 +550,52 @@ static void test_client_fd_budget(Fixture *f, gconstpointer data)
     close(shm);
 }
 
+/*
+ * Own eventfds come last (servers send a newcomer everyone else's first):
+ * with a reservation they always fit, and other peers are refused first.
+ */
+static void test_client_reserve_own(Fixture *f, gconstpointer data)
+{
+    IvshEvent ev;
+    int shm, efd;
+
+    ivsh_client_destroy(&f->c);
+    ivsh_client_init(&f->c, 2, 4);
+    ivsh_client_reserve_own(&f->c, 2);
+    shm = setup_client(f, 5);
+
+    give_eventfds(f, 1, 2);             /* 2 of 4, 2 kept for our own */
+    efd = new_eventfd();                /* peer 2 does not fit */
+    g_assert_cmpint(feed(f, 2, efd, NULL), ==, IVSH_DROP);
+    g_assert_false(fd_is_open(efd));
+    give_eventfds(f, 5, 2);             /* our own do */
+    g_assert_cmpuint(f->c.nr_fds, ==, 4);
+    g_assert_cmpuint(ivsh_client_own_fds(&f->c), ==, 2);
+    g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 1);
+
+    /* Peer 1 leaves: room for a peer, our own are all there */
+    g_assert_cmpint(feed(f, 1, -1, &ev), ==, IVSH_OK);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_PEER_GONE);
+    give_eventfds(f, 3, 2);
+    close(shm);
+}
+
+/* Without a reservation (the default), first come, first served */
+static void test_client_no_reserve(Fixture *f, gconstpointer data)
+{
+    int shm, efd;
+
+    ivsh_client_destroy(&f->c);
+    ivsh_client_init(&f->c, 2, 2);
+    shm = setup_client(f, 5);
+    give_eventfds(f, 1, 2);
+    efd = new_eventfd();
+    g_assert_cmpint(feed(f, 5, efd, NULL), ==, IVSH_DROP);
+    g_assert_false(fd_is_open(efd));
+    g_assert_cmpuint(ivsh_client_own_fds(&f->c), ==, 0);
+    close(shm);
+}
+
 static void test_client_disconnect_own(Fixture *f, gconstpointer data)
 {
     int shm = setup_client(f, 5);
@@ -603,6 +649,28 @@ static void test_client_no_errp(Fixture *f, gconstpointer data)
     g_assert_false(fd_is_open(efd));
     g_assert_cmpint(ivsh_client_handle(&f->c, 0, -1, &ev, NULL), ==,
                     IVSH_FATAL);
+}
+
+/* With /proc/self/fd held open, the check does not need the path */
+static void test_fd_check_hold(void)
+{
+    unsigned fds = count_fds();
+    int fd = new_eventfd(), p[2];
+
+    g_assert_true(ivsh_fd_check_hold());
+    g_assert_true(ivsh_fd_check_hold());
+    g_assert_cmpuint(count_fds(), ==, fds + 2);     /* one dir fd */
+    g_assert_true(ivsh_fd_is_eventfd(fd));
+    g_assert_cmpint(pipe2(p, O_CLOEXEC), ==, 0);
+    g_assert_false(ivsh_fd_is_eventfd(p[0]));
+    ivsh_fd_check_release();
+    g_assert_true(ivsh_fd_is_eventfd(fd));
+    ivsh_fd_check_release();
+    g_assert_true(ivsh_fd_is_eventfd(fd));
+    close(fd);
+    close(p[0]);
+    close(p[1]);
+    g_assert_cmpuint(count_fds(), ==, fds);
 }
 
 static void test_fd_is_eventfd(void)
@@ -696,6 +764,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ivsh/proto/send/socketpair", test_send_socketpair);
     g_test_add_func("/ivsh/proto/shm-check", test_shm_check);
     g_test_add_func("/ivsh/proto/fd-is-eventfd", test_fd_is_eventfd);
+    g_test_add_func("/ivsh/proto/fd-check-hold", test_fd_check_hold);
     ADD_F("setup", test_client_setup);
     ADD_F("shm-event", test_client_shm_event);
     ADD_F("bad-version", test_client_bad_version);
@@ -714,6 +783,8 @@ int main(int argc, char **argv)
     ADD_F("not-eventfd", test_client_not_eventfd);
     ADD_F("too-many-eventfds", test_client_too_many_eventfds);
     ADD_F("fd-budget", test_client_fd_budget);
+    ADD_F("reserve-own", test_client_reserve_own);
+    ADD_F("no-reserve", test_client_no_reserve);
     ADD_F("disconnect-own", test_client_disconnect_own);
     ADD_F("disconnect-unknown", test_client_disconnect_unknown);
     ADD_F("garbage-after-setup", test_client_garbage);
