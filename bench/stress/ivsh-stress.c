@@ -16,7 +16,8 @@
  *       (interleaved); once the N have their set-up, K more clients join
  *       one at a time.  Prints each phase, the join times of the K
  *       (max, median, in ms) as "JOINS K MAX MEDIAN"; fails if a client
- *       that reads is dropped or a join does not complete in time.
+ *       that reads is dropped or a join does not complete in time.  With
+ *       --hold, everybody stays connected until stdin ends.
  *
  *   ivsh-stress -S PATH -n VECTORS --bench 16,64,256 [--repeat R]
  *       Clients join one at a time, each after the previous join is
@@ -501,7 +502,7 @@ static bool group_setup_done(gpointer opaque)
 
 static int cmp_double(gconstpointer a, gconstpointer b);
 
-static int load(unsigned nr, unsigned silent, unsigned joins)
+static int load(unsigned nr, unsigned silent, unsigned joins, bool hold)
 {
     g_autoptr(GPtrArray) conns = g_ptr_array_new_with_free_func(
         (GDestroyNotify)conn_free);
@@ -578,6 +579,30 @@ static int load(unsigned nr, unsigned silent, unsigned joins)
                "median %.1f ms", joins, conns->len + quiet->len, max,
                t[joins / 2]);
         printf("JOINS %u %.1f %.1f\n", joins, max, t[joins / 2]);
+        fflush(stdout);
+    }
+    if (hold) {
+        /* Stay connected (and reading) until stdin ends */
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+        char buf[64];
+
+        epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev);
+        while (!group_error(&g)) {
+            struct epoll_event events[64];
+            int r = epoll_wait(epfd, events, G_N_ELEMENTS(events), 1000);
+            bool done = false;
+
+            for (i = 0; i < (unsigned)MAX(r, 0); i++) {
+                if (!events[i].data.ptr) {
+                    done = read(STDIN_FILENO, buf, sizeof(buf)) <= 0;
+                } else {
+                    conn_read(events[i].data.ptr, 0);
+                }
+            }
+            if (done) {
+                break;
+            }
+        }
     }
     /* The reading clients are still there */
     loop_until(group_setup_done, &g, now_us() + 100 * 1000, 0);
@@ -717,6 +742,7 @@ int main(int argc, char **argv)
     g_autofree char *vec = NULL, *clients = NULL, *bench_list = NULL;
     g_autofree char *timeout = NULL, *path = NULL, *repeat = NULL;
     g_autofree char *load_n = NULL, *silent = NULL, *joins = NULL;
+    gboolean hold = false;
     g_autoptr(GError) err = NULL;
     const GOptionEntry entries[] = {
         { "socket", 'S', 0, G_OPTION_ARG_FILENAME, &path,
@@ -735,6 +761,8 @@ int main(int argc, char **argv)
           "Load: and S clients that never read", "S" },
         { "joins", 0, 0, G_OPTION_ARG_STRING, &joins,
           "Load: then K clients join one at a time", "K" },
+        { "hold", 0, 0, G_OPTION_ARG_NONE, &hold,
+          "Load: then stay connected until stdin ends", NULL },
         { "timeout", 't', 0, G_OPTION_ARG_STRING, &timeout,
           "Deadline per phase (default 60000)", "MS" },
         { NULL }
@@ -776,7 +804,7 @@ int main(int argc, char **argv)
     raise_nofile(MAX(nr * (2 * vectors + 2) + 4096, 1 << 17));
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (load_n) {
-        return load(ln, sl, jn);
+        return load(ln, sl, jn, hold);
     }
     return clients ? stress(nr) : bench(bench_list, rep);
 }
