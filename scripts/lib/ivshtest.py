@@ -261,6 +261,16 @@ def listening(path):
         s.close()
 
 
+def unix_listening(path):
+    """True when a UNIX socket listens at @path, without connecting to it
+    (a connection to an ivshmem server would be a peer): /proc/net/unix."""
+    for ln in read_file("/proc/net/unix").splitlines()[1:]:
+        f = ln.split(None, 7)
+        if len(f) == 8 and f[7] == path and int(f[3], 16) & 0x10000:
+            return True
+    return False
+
+
 def device_types(qemu):
     """The device types a QEMU binary offers."""
     rc, out = run([qemu, "-M", "none", "-device", "help"], 30)
