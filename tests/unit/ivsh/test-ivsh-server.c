@@ -1111,6 +1111,16 @@ static void test_recv_ctrunc(void)
     g_array_free(filler, true);
     g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
     g_assert_cmpint(msg, ==, 3);
+    if (fd >= 0 && !rx.msg_lost) {
+        /* valgrind emulates the limit for open() only */
+        g_test_skip("the kernel took the fd: the limit is not enforced");
+        close(fd);
+        ivsh_recv_reset(&rx);
+        close(sv[0]);
+        close(sv[1]);
+        close(efd);
+        return;
+    }
     g_assert_cmpint(fd, ==, -1);
     g_assert_true(rx.msg_lost);
     g_assert_cmpuint(rx.lost, ==, 1);
