@@ -414,7 +414,7 @@ static int stress(unsigned nr)
     report(true, "connect", "%u clients x %u vectors ready in %" PRId64
            " ms", nr, vectors, (t1 - t0) / 1000);
 
-    /* IDs: 0..N-1, each once (lowest free on an empty server) */
+    /* IDs: 0..N-1, each once (a new server counts from 0) */
     g_ptr_array_sort(conns, cmp_id);
     for (i = 0; i < nr; i++) {
         Conn *c = g_ptr_array_index(conns, i);
@@ -424,7 +424,7 @@ static int stress(unsigned nr)
             return 1;
         }
     }
-    report(true, "ids", "0..%u, lowest free", nr - 1);
+    report(true, "ids", "0..%u, each once", nr - 1);
 
     /* Client i rings client i+1 on vector i */
     t0 = now_us();
