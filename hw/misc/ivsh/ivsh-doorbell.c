@@ -17,6 +17,7 @@
 #include "hw/pci/msix.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
+#include "chardev/char-fe.h"
 #include "migration/vmstate.h"
 #include "ivsh-internal.h"
 #include "hw/misc/ivsh-regs.h"
@@ -28,7 +29,7 @@ static void ivsh_doorbell_realize(PCIDevice *pdev, Error **errp)
     if (s->vectors < 1 || s->vectors > IVSH_MAX_VECTORS) {
         error_setg(errp, "vectors=%u is out of range, it must be 1 to %u",
                    s->vectors, IVSH_MAX_VECTORS);
-        return;
+        goto fail;
     }
     s->msi = true;
     if (!ivsh_conn_connect(s, 0, errp)) {
@@ -50,6 +51,8 @@ static void ivsh_doorbell_realize(PCIDevice *pdev, Error **errp)
 
 fail:
     ivsh_conn_cleanup(s);
+    /* The server sees this peer leave: no phantom peer for the others */
+    qemu_chr_fe_disconnect(&s->server_chr);
 }
 
 static void ivsh_doorbell_exit(PCIDevice *pdev)
@@ -57,6 +60,7 @@ static void ivsh_doorbell_exit(PCIDevice *pdev)
     IvshState *s = IVSH_COMMON(pdev);
 
     ivsh_conn_cleanup(s);
+    qemu_chr_fe_disconnect(&s->server_chr);
     ivsh_exit_common(s);
 }
 

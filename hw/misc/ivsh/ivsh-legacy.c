@@ -14,8 +14,9 @@
  *                 of two, default 4 MiB (not with memdev: its own size)
  *   msi           on: MSI-X in BAR1; off: INTx pin A driven by
  *                 IntrStatus & IntrMask, a doorbell sets IntrStatus bit 0
- *   vectors, ioeventfd (off by default, needs msi=on), use64 (64-bit BAR2,
- *   on/off or 1/0), role=master|peer (unset: master if the ID is 0)
+ *   vectors, ioeventfd (off by default, needs msi=on), use64 (64-bit BAR2:
+ *   1, the default, or 0; a uint32 as the original's), role=master|peer
+ *   (unset: master if the ID is 0)
  *
  * Unlike the original, bad input is an error, never exit(); the server
  * is checked as for ivshmem-doorbell.
@@ -30,7 +31,6 @@
 #include "qemu/cutils.h"
 #include "qemu/units.h"
 #include "qapi/error.h"
-#include "qapi/visitor.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/msix.h"
 #include "hw/qdev-properties.h"
@@ -40,62 +40,6 @@
 #include "hw/misc/ivsh-regs.h"
 
 #define IVSH_LEGACY_DEFAULT_SIZE (4 * MiB)
-
-/* "use64": a bool that also takes 1 and 0, as the original's uint32 did */
-static void ivsh_get_use64(Object *obj, Visitor *v, const char *name,
-                           void *opaque, Error **errp)
-{
-    uint32_t *ptr = object_field_prop_ptr(obj, opaque);
-    bool val = *ptr;
-
-    visit_type_bool(v, name, &val, errp);
-}
-
-static void ivsh_set_use64(Object *obj, Visitor *v, const char *name,
-                           void *opaque, Error **errp)
-{
-    uint32_t *ptr = object_field_prop_ptr(obj, opaque);
-    g_autofree char *str = NULL;
-    Error *err = NULL;
-    uint32_t num;
-    bool b;
-
-    /* -device and -global give a string, JSON a bool or a number */
-    if (visit_type_str(v, name, &str, &err)) {
-        if (!strcmp(str, "1") || !strcmp(str, "0")) {
-            *ptr = str[0] == '1';
-            return;
-        }
-        if (qapi_bool_parse(name, str, &b, NULL)) {
-            *ptr = b;
-            return;
-        }
-    } else {
-        error_free(err);
-        if (visit_type_bool(v, name, &b, NULL)) {
-            *ptr = b;
-            return;
-        }
-        if (visit_type_uint32(v, name, &num, NULL) && num <= 1) {
-            *ptr = num;
-            return;
-        }
-    }
-    error_setg(errp, "use64 must be on, off, 1 or 0");
-}
-
-static void ivsh_use64_default(ObjectProperty *op, const Property *prop)
-{
-    object_property_set_default_bool(op, prop->defval.u);
-}
-
-static const PropertyInfo ivsh_prop_use64 = {
-    .type = "bool",
-    .description = "on/off (or 1/0)",
-    .get = ivsh_get_use64,
-    .set = ivsh_set_use64,
-    .set_default_value = ivsh_use64_default,
-};
 
 static bool ivsh_legacy_size(IvshState *s, uint64_t *size, Error **errp)
 {
@@ -172,6 +116,10 @@ static bool ivsh_legacy_check(IvshState *s, uint64_t *size, Error **errp)
                    s->vectors, IVSH_MAX_VECTORS);
         return false;
     }
+    if (s->use64 > 1) {
+        error_setg(errp, "use64=%u is invalid, it must be 1 or 0", s->use64);
+        return false;
+    }
     if (s->ioeventfd && !s->msi) {
         error_setg(errp, "ioeventfd=on requires msi=on");
         return false;
@@ -185,7 +133,7 @@ static bool ivsh_legacy_check(IvshState *s, uint64_t *size, Error **errp)
         return false;
     }
     if (!s->use64 && *size > 1 * GiB) {
-        error_setg(errp, "size %" PRIu64 " needs a 64-bit BAR (use64=on)",
+        error_setg(errp, "size %" PRIu64 " needs a 64-bit BAR (use64=1)",
                    *size);
         return false;
     }
@@ -199,10 +147,13 @@ static void ivsh_legacy_realize(PCIDevice *pdev, Error **errp)
     bool chr;
 
     if (!ivsh_legacy_check(s, &size, errp)) {
+        /* The server sees this peer leave: no phantom peer */
+        qemu_chr_fe_disconnect(&s->server_chr);
         return;
     }
     chr = qemu_chr_fe_backend_connected(&s->server_chr);
-    pdev->config[PCI_INTERRUPT_PIN] = 1;    /* as the original, even MSI-X */
+    /* As the original, even with MSI-X (which never raises INTx) */
+    pdev->config[PCI_INTERRUPT_PIN] = 1;
 
     if (s->hostmem) {
         if (!ivsh_use_memdev(s, errp)) {
@@ -232,6 +183,7 @@ static void ivsh_legacy_realize(PCIDevice *pdev, Error **errp)
 
 fail:
     ivsh_conn_cleanup(s);
+    qemu_chr_fe_disconnect(&s->server_chr);
     ivsh_release_memdev(s);
 }
 
@@ -240,6 +192,7 @@ static void ivsh_legacy_exit(PCIDevice *pdev)
     IvshState *s = IVSH_COMMON(pdev);
 
     ivsh_conn_cleanup(s);
+    qemu_chr_fe_disconnect(&s->server_chr);
     ivsh_exit_common(s);
     ivsh_release_memdev(s);
 }
@@ -251,11 +204,16 @@ static bool ivsh_legacy_has_msix(void *opaque, int version_id)
     return msix_present(PCI_DEVICE(s));
 }
 
-/* The INTx level is IntrStatus & IntrMask, restored by post_load */
+/*
+ * The INTx level is IntrStatus & IntrMask, restored by post_load.
+ * Version 2: QEMU <= 3.1's "ivshmem" sent version 1 with another layout
+ * (IntrStatus and IntrMask only without MSI-X); its streams fail the
+ * version check instead of loading garbage.
+ */
 static const VMStateDescription ivsh_legacy_vmsd = {
     .name = TYPE_IVSHMEM_LEGACY,
-    .version_id = 1,
-    .minimum_version_id = 1,
+    .version_id = 2,
+    .minimum_version_id = 2,
     .pre_load = ivsh_pre_load,
     .post_load = ivsh_peers_post_load,
     .fields = (const VMStateField[]) {
@@ -273,19 +231,26 @@ static const Property ivsh_legacy_properties[] = {
     DEFINE_PROP_STRING("shm", IvshState, shm_name),
     DEFINE_PROP_LINK("memdev", IvshState, hostmem, TYPE_MEMORY_BACKEND,
                      HostMemoryBackend *),
-    DEFINE_PROP_LINK("x-memdev", IvshState, hostmem, TYPE_MEMORY_BACKEND,
-                     HostMemoryBackend *),
     DEFINE_PROP_STRING("role", IvshState, role),
     DEFINE_PROP_UINT32("vectors", IvshState, vectors, 1),
     DEFINE_PROP_BOOL("msi", IvshState, msi, true),
     DEFINE_PROP_BOOL("ioeventfd", IvshState, ioeventfd, false),
-    DEFINE_PROP_UNSIGNED("use64", IvshState, use64, 1, ivsh_prop_use64,
-                         uint32_t),
+    DEFINE_PROP_UINT32("use64", IvshState, use64, 1),
     DEFINE_PROP_UINT32("x-setup-timeout", IvshState, setup_timeout_ms, 5000),
     DEFINE_PROP_UINT32("x-ioeventfd-budget", IvshState, ioeventfd_budget,
                        512),
     DEFINE_PROP_UINT32("x-max-eventfds", IvshState, max_eventfds, 8192),
 };
+
+/*
+ * "x-memdev" (the original's name) is an alias of "memdev": two link
+ * properties on one field would each drop the backend's reference when
+ * the device goes, once too many.
+ */
+static void ivsh_legacy_instance_init(Object *obj)
+{
+    object_property_add_alias(obj, "x-memdev", obj, "memdev");
+}
 
 static void ivsh_legacy_class_init(ObjectClass *oc, void *data)
 {
@@ -309,6 +274,7 @@ static const TypeInfo ivsh_legacy_types[] = {
         .name = TYPE_IVSHMEM_LEGACY,
         .parent = TYPE_IVSH_COMMON,
         .instance_size = sizeof(IvshState),
+        .instance_init = ivsh_legacy_instance_init,
         .class_init = ivsh_legacy_class_init,
     },
 };

@@ -23,7 +23,9 @@
 #include "qapi/error.h"
 #include "hw/pci/pci.h"
 #include "hw/registerfields.h"
+#include "exec/cpu-common.h"
 #include "migration/blocker.h"
+#include "migration/postcopy-ram.h"
 #include "migration/vmstate.h"
 #include "ivsh-internal.h"
 #include "hw/misc/ivsh-regs.h"
@@ -136,12 +138,16 @@ static const MemoryRegionOps ivsh_mmio_ops = {
     },
 };
 
-/* The legacy device's INTx line follows IntrStatus & IntrMask */
+/*
+ * The legacy device's INTx line follows IntrStatus & IntrMask, with
+ * msi=off only: with MSI-X it has an Interrupt Pin but never raises it,
+ * as the original.
+ */
 void ivsh_update_intx(IvshState *s)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
 
-    if (pdev->config[PCI_INTERRUPT_PIN]) {
+    if (pdev->config[PCI_INTERRUPT_PIN] && !s->msi) {
         pci_set_irq(pdev, (s->intrstatus & s->intrmask) != 0);
     }
 }
@@ -213,6 +219,52 @@ static bool ivsh_is_master(IvshState *s)
 }
 
 /*
+ * Postcopy is refused on the destination while a device's BAR2 is shared
+ * memory: postcopy first discards every RAM block there (a hole punched
+ * into the file), i.e. the memory the server and the other peers are
+ * using, and their writes then make the page copies fail.  The probe runs
+ * when the destination sets the postcopy-ram capability, and again when
+ * the source advises postcopy.
+ */
+static unsigned ivsh_shared_devices;
+static NotifierWithReturn ivsh_postcopy_notifier;
+
+static int ivsh_postcopy_notify(NotifierWithReturn *n, void *data,
+                                Error **errp)
+{
+    struct PostcopyNotifyData *pnd = data;
+
+    if (pnd->reason != POSTCOPY_NOTIFY_PROBE) {
+        return 0;
+    }
+    error_setg(errp, "ivshmem: postcopy would discard the shared memory "
+               "that other VMs and processes use on the destination");
+    error_append_hint(errp, "Migrate without postcopy-ram.\n");
+    return -ENOTSUP;
+}
+
+static bool ivsh_shm_is_shared(IvshState *s)
+{
+    return s->shm && s->shm->ram_block &&
+           qemu_ram_is_shared(s->shm->ram_block);
+}
+
+static void ivsh_postcopy_refuse(IvshState *s)
+{
+    if (ivsh_shm_is_shared(s) && ivsh_shared_devices++ == 0) {
+        ivsh_postcopy_notifier.notify = ivsh_postcopy_notify;
+        postcopy_add_notifier(&ivsh_postcopy_notifier);
+    }
+}
+
+static void ivsh_postcopy_allow(IvshState *s)
+{
+    if (ivsh_shm_is_shared(s) && --ivsh_shared_devices == 0) {
+        postcopy_remove_notifier(&ivsh_postcopy_notifier);
+    }
+}
+
+/*
  * Register BAR0 and BAR2 (s->shm, set up by the type) and apply the
  * master rule.  On failure nothing is left registered.
  */
@@ -243,6 +295,7 @@ bool ivsh_realize_common(IvshState *s, uint8_t bar2_type, Error **errp)
 
     vmstate_register_ram(s->shm, dev);
     s->shm_ram_registered = true;
+    ivsh_postcopy_refuse(s);
     pci_register_bar(pdev, IVSH_BAR_SHM,
                      PCI_BASE_ADDRESS_SPACE_MEMORY |
                      PCI_BASE_ADDRESS_MEM_PREFETCH | bar2_type,
@@ -257,6 +310,7 @@ void ivsh_exit_common(IvshState *s)
 {
     migrate_del_blocker(&s->migration_blocker);
     if (s->shm_ram_registered) {
+        ivsh_postcopy_allow(s);
         vmstate_unregister_ram(s->shm, DEVICE(s));
         s->shm_ram_registered = false;
     }

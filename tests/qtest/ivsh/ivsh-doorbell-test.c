@@ -401,6 +401,94 @@ static void test_reset(void)
     ivsh_env_free(&e);
 }
 
+typedef struct Probe {
+    IvshEnv *e;
+    int id;
+    unsigned sleep_ms;
+} Probe;
+
+/*
+ * A new host peer gets ID @id: the peer that had it has left the server.
+ * Each probe sends messages to a phantom, which nobody reads: probe with
+ * a growing interval, so that they never fill its socket.
+ */
+static bool id_free(void *opaque)
+{
+    Probe *p = opaque;
+    int id = ivsh_tserver_add_host_peer(p->e->ts);
+
+    ivsh_tserver_remove_peer(p->e->ts, id);
+    if (id == p->id) {
+        return true;
+    }
+    /* the server notices the hang-up by itself: nothing to wait on */
+    g_usleep(p->sleep_ms * 1000);
+    p->sleep_ms = MIN(p->sleep_ms * 2, 500);
+    return false;
+}
+
+/*
+ * A device that fails to realize, or is unplugged, hangs up: the server
+ * sees its peer leave, and the other peers do not keep ringing a phantom.
+ * @driver: "ivshmem-doorbell" or the legacy "ivshmem".
+ */
+static void test_no_phantom_peer(gconstpointer opaque)
+{
+    const char *driver = opaque;
+    bool legacy = !strcmp(driver, "ivshmem");
+    Probe p;
+    IvshEnv e;
+    QTestState *qts;
+    QDict *rsp;
+    int h0;
+
+    ivsh_env_init(&e, SHM_SIZE, 1);
+    p.e = &e;
+    qts = qtest_init("-M pc");
+    h0 = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_cmpint(h0, ==, 0);
+
+    /* Realize fails: the server gave ID 1, not the master's 0 */
+    qtest_qmp_assert_success(qts, "{'execute': 'chardev-add', "
+        "'arguments': {'id': 'srv', 'backend': {'type': 'socket', "
+        "'data': {'server': false, 'addr': {'type': 'unix', "
+        "'data': {'path': %s}}}}}}", e.sock);
+    rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                    "{'driver': %s, 'chardev': 'srv', %s: %s, "
+                    "'addr': '06.0'}}", driver, legacy ? "role" : "master",
+                    legacy ? "master" : "on");
+    g_assert_true(qdict_haskey(rsp, "error"));
+    qobject_unref(rsp);
+    p.id = 1;
+    p.sleep_ms = 1;
+    g_assert_true(ivsh_wait_until(id_free, &p, IVSH_WAIT_MS));
+    qtest_qmp_assert_success(qts, "{'execute': 'chardev-remove', "
+                             "'arguments': {'id': 'srv'}}");
+
+    /* Plugged, then unplugged: the chardev is not removed yet */
+    qtest_qmp_assert_success(qts, "{'execute': 'chardev-add', "
+        "'arguments': {'id': 'srv', 'backend': {'type': 'socket', "
+        "'data': {'server': false, 'addr': {'type': 'unix', "
+        "'data': {'path': %s}}}}}}", e.sock);
+    if (legacy) {
+        qtest_qmp_device_add(qts, driver, "dev", "{'chardev': 'srv', "
+                             "'size': '1M', 'addr': '06.0'}");
+    } else {
+        qtest_qmp_device_add(qts, driver, "dev", "{'chardev': 'srv', "
+                             "'addr': '06.0'}");
+    }
+    g_assert_true(ivsh_tserver_wait_peers(e.ts, 2));
+    p.id = ivsh_tserver_peer_id(e.ts, 1);
+    p.sleep_ms = 1;
+    qpci_unplug_acpi_device_test(qts, "dev", 6);
+    g_assert_true(ivsh_wait_until(id_free, &p, IVSH_WAIT_MS));
+    qtest_qmp_assert_success(qts, "{'execute': 'chardev-remove', "
+                             "'arguments': {'id': 'srv'}}");
+
+    qtest_quit(qts);
+    ivsh_env_free(&e);
+}
+
 static void do_migrate(const char *src_env, const char *dst_env)
 {
     IvshEnv e1, e2;
@@ -473,19 +561,19 @@ static void test_migrate_blocked(void)
 }
 
 /*
- * 16 peers x 64 vectors: more ioeventfds than the device's budget (512);
- * the ones beyond go through QEMU, and every doorbell still arrives.
+ * 16 peers x 64 vectors, ioeventfd=on: every doorbell arrives.  (Under
+ * KVM that is more ioeventfds than the device's budget, 512, and the ones
+ * beyond go through QEMU; qtest has no ioeventfds, the KVM suite checks
+ * the budget.)
  */
 static void test_many_peers(void)
 {
-    g_autofree char *errf = NULL;
     IvshEnv e;
     IvshVm *vm;
     int h[16], i;
 
     ivsh_env_init(&e, SHM_SIZE, 64);
-    errf = g_build_filename(e.dir, "qemu.err", NULL);
-    vm = ivsh_vm_start(&e, 64, "ioeventfd=on", errf);
+    vm = ivsh_vm_start(&e, 64, "ioeventfd=on", NULL);
     for (i = 0; i < 16; i++) {
         h[i] = ivsh_tserver_add_host_peer(e.ts);
     }
@@ -498,7 +586,6 @@ static void test_many_peers(void)
         g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, h[i], 63, IVSH_WAIT_MS),
                          ==, 1);
     }
-    g_assert_true(ivsh_wait_file_contains(errf, "ioeventfd budget reached"));
     ivsh_tserver_ring(e.ts, vm->id, 63);
     g_assert_true(ivsh_vm_wait_msi(vm, 63));
     ivsh_vm_free(vm);
@@ -526,6 +613,10 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/doorbell/two-devices", test_two_devices);
     qtest_add_func("/ivsh/doorbell/server-gone", test_server_gone);
     qtest_add_func("/ivsh/doorbell/reset", test_reset);
+    qtest_add_data_func("/ivsh/doorbell/no-phantom-peer", "ivshmem-doorbell",
+                        test_no_phantom_peer);
+    qtest_add_data_func("/ivsh/legacy/no-phantom-peer", "ivshmem",
+                        test_no_phantom_peer);
     for (i = 0; i < ARRAY_SIZE(ivsh_mig_pairs); i++) {
         g_autofree char *path = g_strdup_printf("/ivsh/doorbell/migrate/%s",
                                                 ivsh_mig_pairs[i].name);

@@ -145,22 +145,38 @@ static void test_sizes(void)
     }
 }
 
+/* use64 is a uint32, 1 or 0, as the original's */
 static void test_use64(void)
 {
-    static const char *const off[] = { "off", "0", "false", "no" };
-    static const char *const on[] = { "on", "1" };
     g_autofree char *name = shm_name("use64");
-    size_t i;
+    QTestState *qts;
+    QDict *rsp;
+    unsigned i;
 
-    for (i = 0; i < ARRAY_SIZE(off) + ARRAY_SIZE(on); i++) {
-        bool is64 = i >= ARRAY_SIZE(off);
-        QTestState *qts;
-
-        qts = qtest_initf("-M pc -device ivshmem,shm=%s,use64=%s,addr=04.0",
-                          name, is64 ? on[i - ARRAY_SIZE(off)] : off[i]);
-        check_bar2(qts, 4, 4 * MiB, is64);
+    for (i = 0; i <= 1; i++) {
+        qts = qtest_initf("-M pc -device ivshmem,shm=%s,use64=%u,addr=04.0",
+                          name, i);
+        check_bar2(qts, 4, 4 * MiB, i);
         qtest_quit(qts);
     }
+    /* JSON, at start-up and through QMP on a running VM */
+    qts = qtest_initf("-M pc -device '{\"driver\": \"ivshmem\", "
+                      "\"shm\": \"%s\", \"use64\": 0, "
+                      "\"addr\": \"04.0\"}'", name);
+    check_bar2(qts, 4, 4 * MiB, false);
+    qtest_qmp_device_add(qts, "ivshmem", "u1", "{'shm': %s, 'use64': 1, "
+                         "'addr': '05.0'}", name);
+    check_bar2(qts, 5, 4 * MiB, true);
+    for (i = 0; i < 2; i++) {
+        /* A JSON bool is not a uint32: an error, and the VM lives on */
+        rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                        "{'driver': 'ivshmem', 'shm': %s, 'use64': %s, "
+                        "'addr': '06.0'}}", name, i ? "true" : "false");
+        g_assert_true(qdict_haskey(rsp, "error"));
+        qobject_unref(rsp);
+    }
+    qtest_qmp_assert_success(qts, "{'execute': 'query-status'}");
+    qtest_quit(qts);
     shm_unlink_name(name);
 }
 
@@ -184,6 +200,49 @@ static void test_memdev(void)
         munmap(host, 2 * MiB);
         qtest_quit(qts);
     }
+    ivsh_tmpdir_free(g_steal_pointer(&dir));
+}
+
+/*
+ * Unplug, or a device_add that fails, gives the backend back exactly once
+ * (x-memdev and memdev are one property; as two links on one field they
+ * dropped its reference twice: QEMU aborted).
+ */
+static void test_memdev_hotplug(void)
+{
+    g_autofree char *dir = ivsh_tmpdir_new();
+    g_autofree char *file = g_build_filename(dir, "mem", NULL);
+    const char *prop[] = { "memdev", "x-memdev" };
+    QTestState *qts;
+    QDict *rsp;
+    size_t i;
+
+    qts = qtest_init("-M pc");
+    for (i = 0; i < ARRAY_SIZE(prop); i++) {
+        qtest_qmp_assert_success(qts, "{'execute': 'object-add', "
+                                 "'arguments': {'qom-type': "
+                                 "'memory-backend-file', 'id': 'm', "
+                                 "'size': 2097152, 'share': true, "
+                                 "'mem-path': %s}}", file);
+        rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                        "{'driver': 'ivshmem', 'id': 'lg', %s: 'm', "
+                        "'role': 'boss', 'addr': '06.0'}}", prop[i]);
+        g_assert_true(qdict_haskey(rsp, "error"));
+        qobject_unref(rsp);
+        rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': "
+                        "{'driver': 'ivshmem', 'id': 'lg', %s: 'm', "
+                        "'use64': 'on', 'addr': '06.0'}}", prop[i]);
+        g_assert_true(qdict_haskey(rsp, "error"));
+        qobject_unref(rsp);
+        qtest_qmp_device_add(qts, "ivshmem", "lg", "{%s: 'm', "
+                             "'addr': '06.0'}", prop[i]);
+        check_bar2(qts, 6, 2 * MiB, true);
+        qpci_unplug_acpi_device_test(qts, "lg", 6);
+        qtest_qmp_assert_success(qts, "{'execute': 'object-del', "
+                                 "'arguments': {'id': 'm'}}");
+    }
+    qtest_qmp_assert_success(qts, "{'execute': 'query-status'}");
+    qtest_quit(qts);
     ivsh_tmpdir_free(g_steal_pointer(&dir));
 }
 
@@ -252,6 +311,42 @@ static void test_intx(void)
     ivsh_dev_close(&d);
     qtest_quit(qts);
     ivsh_env_free(&t);
+}
+
+/* msi=on (the default): an Interrupt Pin, but INTx is never raised */
+static void test_msi_no_intx(void)
+{
+    g_autofree char *name = shm_name("msi");
+    IvshEnv t;
+    IvshVm vm = { 0 };
+    IvshDev d;
+    QTestState *qts;
+
+    ivsh_env_init(&t, 1 * MiB, 1);
+    qts = qtest_initf("-M pc -chardev socket,id=s,path=%s -device ivshmem,"
+                      "chardev=s,size=1m,addr=04.0 -device ivshmem,shm=%s,"
+                      "addr=05.0", t.sock, name);
+    ivsh_vm_open(&vm, qts, IVSH_DEVFN, 1);
+    g_assert_cmphex(qpci_config_readb(vm.d.dev, PCI_INTERRUPT_PIN), ==, 1);
+    ivsh_reg_write(&vm.d, IVSH_REG_INTR_MASK, 0xffffffff);
+    ivsh_reg_write(&vm.d, IVSH_REG_INTR_STATUS, IVSH_INTR_DOORBELL);
+    g_assert_false(ivsh_intx_level(vm.d.dev));
+    /* A doorbell is an MSI-X message, not INTx */
+    ivsh_tserver_ring(t.ts, vm.id, 0);
+    g_assert_true(ivsh_vm_wait_msi(&vm, 0));
+    g_assert_false(ivsh_intx_level(vm.d.dev));
+    ivsh_dev_close(&vm.d);
+
+    /* shm= without a server: no MSI-X at all, still no INTx */
+    ivsh_dev_open(&d, qts, QPCI_DEVFN(5, 0));
+    ivsh_reg_write(&d, IVSH_REG_INTR_MASK, 0xffffffff);
+    ivsh_reg_write(&d, IVSH_REG_INTR_STATUS, IVSH_INTR_DOORBELL);
+    g_assert_false(ivsh_intx_level(d.dev));
+    ivsh_dev_close(&d);
+
+    qtest_quit(qts);
+    ivsh_env_free(&t);
+    shm_unlink_name(name);
 }
 
 typedef struct GuestWord {
@@ -471,6 +566,100 @@ static void test_migrate_intx(void)
     ivsh_env_free(&t2);
 }
 
+static bool migration_done(void *opaque)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(opaque,
+                                              "{'execute': 'query-migrate'}");
+    const char *st = qdict_get_try_str(rsp, "status");
+    bool done = st && (!strcmp(st, "completed") || !strcmp(st, "failed"));
+
+    qobject_unref(rsp);
+    return done;
+}
+
+static const char *migration_status(QTestState *qts, char *buf, size_t n)
+{
+    QDict *rsp = qtest_qmp_assert_success_ref(qts,
+                                              "{'execute': 'query-migrate'}");
+
+    g_strlcpy(buf, qdict_get_try_str(rsp, "status") ?: "none", n);
+    qobject_unref(rsp);
+    return buf;
+}
+
+/* Load the stream in @file into a new VM; its final migration status */
+static const char *load_stream(const char *file, const char *shm,
+                               const char *errf, char *buf, size_t n)
+{
+    g_autofree char *args = g_strdup_printf("-M pc -device ivshmem,shm=%s,"
+                                            "size=1m,addr=04.0 -incoming "
+                                            "defer", shm);
+    g_autofree char *uri = g_strdup_printf("file:%s", file);
+    QTestState *qts = ivsh_qtest_init_stderr(errf, args);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate-incoming', "
+                             "'arguments': {'uri': %s, "
+                             "'exit-on-error': false}}", uri);
+    g_assert_true(ivsh_wait_until(migration_done, qts, IVSH_WAIT_MS));
+    migration_status(qts, buf, n);
+    qtest_quit(qts);
+    return buf;
+}
+
+/*
+ * The legacy vmsd is version 2: a version 1 stream (the layout of QEMU
+ * <= 3.1's "ivshmem") is refused by the version check.  Made by patching
+ * the section header of a stream of ours.
+ */
+static void test_migrate_v1_refused(void)
+{
+    g_autofree char *name = shm_name("v1src");
+    g_autofree char *dst = shm_name("v1dst");
+    g_autofree char *dir = ivsh_tmpdir_new();
+    g_autofree char *file = g_build_filename(dir, "stream", NULL);
+    g_autofree char *errf = g_build_filename(dir, "qemu.err", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", file);
+    static const char idstr[] = "/ivshmem";
+    g_autofree char *data = NULL;
+    char status[32];
+    QTestState *src;
+    size_t len, i, hits = 0;
+
+    src = qtest_initf("-M pc -device ivshmem,shm=%s,size=1m,addr=04.0", name);
+    qtest_qmp_assert_success(src, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    g_assert_true(ivsh_wait_until(migration_done, src, IVSH_WAIT_MS));
+    g_assert_cmpstr(migration_status(src, status, sizeof(status)), ==,
+                    "completed");
+    qtest_quit(src);
+
+    /* As it is, the stream loads */
+    g_assert_cmpstr(load_stream(file, dst, errf, status, sizeof(status)),
+                    ==, "completed");
+
+    /* "<id>/ivshmem", instance ID (be32), version ID (be32): 2 -> 1 */
+    g_assert_true(g_file_get_contents(file, &data, &len, NULL));
+    for (i = 0; i + sizeof(idstr) - 1 + 8 <= len; i++) {
+        char *v = data + i + sizeof(idstr) - 1 + 4;
+
+        if (!memcmp(data + i, idstr, sizeof(idstr) - 1) &&
+            !memcmp(v, "\0\0\0\2", 4)) {
+            v[3] = 1;
+            hits++;
+        }
+    }
+    g_assert_cmpuint(hits, ==, 1);
+    g_assert_true(g_file_set_contents(file, data, len, NULL));
+    g_assert_cmpstr(load_stream(file, dst, errf, status, sizeof(status)),
+                    ==, "failed");
+    g_assert_true(ivsh_wait_file_contains(errf, "ivshmem: incoming "
+                                          "version_id 1 is too old"));
+
+    shm_unlink_name(name);
+    shm_unlink_name(dst);
+    ivsh_tmpdir_free(g_steal_pointer(&dir));
+}
+
 typedef struct BadLine {
     const char *name;
     const char *args;
@@ -495,8 +684,9 @@ static const BadLine bad_lines[] = {
     { "bad-role", "-device ivshmem,shm=%s,role=boss",
       "role 'boss' is invalid" },
     { "bad-use64", "-device ivshmem,shm=%s,use64=2",
-      "use64 must be on, off, 1 or 0" },
-    { "use64-off-too-big", "-device ivshmem,shm=%s,size=2g,use64=off",
+      "use64=2 is invalid, it must be 1 or 0" },
+    { "use64-on", "-device ivshmem,shm=%s,use64=on", "use64" },
+    { "use64-off-too-big", "-device ivshmem,shm=%s,size=2g,use64=0",
       "needs a 64-bit BAR" },
     { "ioeventfd-without-msi", "-chardev null,id=n -device ivshmem,"
       "chardev=n,msi=off,ioeventfd=on", "ioeventfd=on requires msi=on" },
@@ -559,9 +749,13 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/legacy/sizes", test_sizes);
     qtest_add_func("/ivsh/legacy/use64", test_use64);
     qtest_add_func("/ivsh/legacy/memdev", test_memdev);
+    qtest_add_func("/ivsh/legacy/memdev-hotplug", test_memdev_hotplug);
     qtest_add_func("/ivsh/legacy/intx", test_intx);
+    qtest_add_func("/ivsh/legacy/msi-no-intx", test_msi_no_intx);
     qtest_add_func("/ivsh/legacy/role", test_role);
     qtest_add_func("/ivsh/legacy/migrate-intx", test_migrate_intx);
+    qtest_add_func("/ivsh/legacy/migrate-v1-refused",
+                   test_migrate_v1_refused);
     qtest_add_func("/ivsh/legacy/shm-too-small", test_shm_too_small);
     qtest_add_func("/ivsh/legacy/server-too-small", test_server_too_small);
     for (i = 0; i < ARRAY_SIZE(bad_lines); i++) {

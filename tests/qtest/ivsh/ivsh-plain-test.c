@@ -453,6 +453,50 @@ static void test_migrate_blocked(void)
     fixture_free(&f);
 }
 
+static QDict *set_postcopy(QTestState *qts)
+{
+    return qtest_qmp(qts, "{'execute': 'migrate-set-capabilities', "
+                     "'arguments': {'capabilities': [{'capability': "
+                     "'postcopy-ram', 'state': true}]}}");
+}
+
+/*
+ * Postcopy would discard the shared memory on the destination, under the
+ * other VMs and processes using it: the destination refuses postcopy-ram
+ * while a device with shared memory is there.
+ */
+static void test_postcopy_refused(void)
+{
+    Fixture f;
+    QTestState *qts;
+    QDict *rsp;
+    const char *desc;
+
+    fixture_init(&f);
+    qts = qtest_init("-M pc -incoming defer");
+    rsp = set_postcopy(qts);
+    if (qdict_haskey(rsp, "error")) {
+        g_test_skip("this host cannot do postcopy (userfaultfd)");
+        qobject_unref(rsp);
+        qtest_quit(qts);
+        fixture_free(&f);
+        return;
+    }
+    qobject_unref(rsp);
+    qtest_quit(qts);
+
+    qts = start_vm(&f, "pc", "master=on", "-incoming defer");
+    rsp = set_postcopy(qts);
+    g_assert_true(qdict_haskey(rsp, "error"));
+    desc = qdict_get_str(qdict_get_qdict(rsp, "error"), "desc");
+    g_test_message("postcopy-ram: %s", desc);
+    g_assert_nonnull(strstr(desc, "ivshmem: postcopy would discard the "
+                            "shared memory"));
+    qobject_unref(rsp);
+    qtest_quit(qts);
+    fixture_free(&f);
+}
+
 typedef struct BadCase {
     const char *name;
     const char *args;
@@ -591,6 +635,8 @@ int main(int argc, char **argv)
         qtest_add_data_func(path, &ivsh_mig_pairs[i], test_migrate);
     }
     qtest_add_func("/ivsh/plain/migrate/blocked", test_migrate_blocked);
+    qtest_add_func("/ivsh/plain/migrate/postcopy-refused",
+                   test_postcopy_refused);
     for (i = 0; i < ARRAY_SIZE(bad_cases); i++) {
         g_autofree char *path = g_strdup_printf("/ivsh/plain/bad/%s",
                                                 bad_cases[i].name);

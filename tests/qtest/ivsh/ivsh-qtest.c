@@ -154,14 +154,13 @@ static bool read_all_until(int fd, GString *out, gint64 deadline)
     }
 }
 
-int ivsh_run_qemu(const char *env_var, const char *machine, const char *args,
-                  char **err)
+int ivsh_run_qemu_argv(const char *env_var, const char *machine,
+                       const char *const *args, char **err)
 {
     static const char qmp[] = "{\"execute\":\"qmp_capabilities\"}"
                               "{\"execute\":\"quit\"}";
     const char *qemu = g_getenv(env_var ? env_var : "QTEST_QEMU_BINARY");
-    g_autofree char *cmd = NULL;
-    g_auto(GStrv) argv = NULL;
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
     g_autoptr(GError) gerr = NULL;
     GString *out = g_string_new("");
     int in_fd, err_fd, status;
@@ -169,15 +168,26 @@ int ivsh_run_qemu(const char *env_var, const char *machine, const char *args,
     GPid pid;
 
     g_assert(qemu);
-    cmd = g_strdup_printf("%s -M %s -nodefaults -display none -S -qmp stdio "
-                          "%s", qemu, machine, args);
-    g_assert(g_shell_parse_argv(cmd, NULL, &argv, &gerr));
-    g_assert(g_spawn_async_with_pipes(NULL, argv, NULL,
-                                      G_SPAWN_DO_NOT_REAP_CHILD |
-                                      G_SPAWN_STDOUT_TO_DEV_NULL,
-                                      NULL, NULL, &pid, &in_fd, NULL,
-                                      &err_fd, &gerr));
-    g_assert_no_error(gerr);
+    g_ptr_array_add(argv, (char *)qemu);
+    g_ptr_array_add(argv, (char *)"-M");
+    g_ptr_array_add(argv, (char *)machine);
+    g_ptr_array_add(argv, (char *)"-nodefaults");
+    g_ptr_array_add(argv, (char *)"-display");
+    g_ptr_array_add(argv, (char *)"none");
+    g_ptr_array_add(argv, (char *)"-S");
+    g_ptr_array_add(argv, (char *)"-qmp");
+    g_ptr_array_add(argv, (char *)"stdio");
+    for (; *args; args++) {
+        g_ptr_array_add(argv, (char *)*args);
+    }
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
+                                  G_SPAWN_DO_NOT_REAP_CHILD |
+                                  G_SPAWN_STDOUT_TO_DEV_NULL,
+                                  NULL, NULL, &pid, &in_fd, NULL,
+                                  &err_fd, &gerr)) {
+        g_error("cannot run %s: %s", qemu, gerr->message);
+    }
     /* Fits in the pipe; QEMU may be gone already (EPIPE, not SIGPIPE) */
     signal(SIGPIPE, SIG_IGN);
     if (write(in_fd, qmp, strlen(qmp)) < 0) {
@@ -197,6 +207,21 @@ int ivsh_run_qemu(const char *env_var, const char *machine, const char *args,
         return 124;
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int ivsh_run_qemu(const char *env_var, const char *machine, const char *args,
+                  char **err)
+{
+    g_auto(GStrv) argv = NULL;
+    g_autoptr(GError) gerr = NULL;
+
+    if (!*args) {
+        argv = g_new0(char *, 1);
+    } else {
+        g_assert(g_shell_parse_argv(args, NULL, &argv, &gerr));
+    }
+    return ivsh_run_qemu_argv(env_var, machine, (const char *const *)argv,
+                              err);
 }
 
 QTestState *ivsh_qtest_init_stderr(const char *errfile, const char *args)

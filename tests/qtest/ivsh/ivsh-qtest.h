@@ -89,6 +89,9 @@ void *ivsh_map_file(const char *path, size_t size);
 #define IVSH_RUN_QEMU_S 10
 int ivsh_run_qemu(const char *env_var, const char *machine, const char *args,
                   char **err);
+/* The same with the arguments as a NULL-terminated array */
+int ivsh_run_qemu_argv(const char *env_var, const char *machine,
+                       const char *const *args, char **err);
 
 /* qtest_init(@args), with QEMU's stderr going to file @errfile */
 QTestState *ivsh_qtest_init_stderr(const char *errfile, const char *args);
