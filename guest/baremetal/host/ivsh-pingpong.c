@@ -763,7 +763,8 @@ static void start_server(void)
         fail("cannot join the ivshmem server");
     }
     R.have_client = true;
-    if (R.client.shm_size < IVG_DATA_OFFSET) {
+    /* the global header and the slots of the host and two guests */
+    if (R.client.shm_size < IVG_SLOT(3)) {
         fail("shared memory of %zu bytes is too small", R.client.shm_size);
     }
     global_init(R.client.id);
