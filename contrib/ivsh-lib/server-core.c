@@ -4,12 +4,19 @@
  * See contrib/ivsh-lib/server-core.h.  Plain C and GLib, built
  * outside QEMU for the server, the unit tests and the fuzzer.
  *
+ * A set-up is not copied into the new client's queue at once: a cursor
+ * walks the peers that joined before it (IvshServer.live, in join
+ * order) and adds their eventfd messages a few at a time, as the client
+ * reads (refill()); so a client that does not read holds a few dozen
+ * queued messages, not one per peer and vector.
+ *
  * Invariant behind the fan-out: while peers X and Y are both in the
- * table, Y's queue received all of X's eventfd messages exactly once
- * (in Y's set-up, or when X joined).  Y counts, per peer, its messages
- * still queued (IvshServerPeer.unsent).  So when X leaves, that count
- * tells whether Y ever saw X: if all of them are still queued, Y never
- * heard of X and is not told it left.  X's eventfds are closed at once
+ * table, Y's queue receives all of X's eventfd messages exactly once:
+ * when Y's set-up cursor passes X (X joined first), or when X joined.
+ * Y counts, per peer, its messages still queued (IvshServerPeer.unsent).
+ * So when X leaves, the cursor and that count tell whether Y ever saw X:
+ * if the cursor has not reached X, or all of X's messages are still
+ * queued, Y never heard of X and is not told it left.  X's eventfds are closed at once
  * (a slow client never pins them) and its unsent messages are skipped
  * when they come up; no queue is searched.
  *
@@ -65,6 +72,7 @@ struct IvshServerPeer {
     int64_t blocked;            /* since when its socket is full, or 0 */
     uint64_t join_seq;          /* when it joined (event number) */
     GList live;                 /* in IvshServer.live */
+    GList *setup;               /* next peer of its set-up, or NULL */
     void *data;
 };
 
@@ -236,7 +244,7 @@ static bool relieve(IvshServer *s, IvshServerPeer *p)
 
     for (l = s->live.head; l; l = l->next) {
         q = l->data;
-        if (q->doomed || !q->qlen) {
+        if (!q->alive || q->doomed || !q->qlen) {
             continue;
         }
         if (!worst ||
@@ -362,6 +370,13 @@ static void announce_leave(IvshServer *s, IvshServerPeer *p,
     guint unsent = GPOINTER_TO_UINT(g_hash_table_lookup(p->unsent,
                                                         gone->fds));
     IvshQEntry *head = p->qlen ? qentry(p, 0) : NULL;
+    IvshServerPeer *next = p->setup ? p->setup->data : NULL;
+
+    if (next && gone->join_seq >= next->join_seq &&
+        gone->join_seq < p->join_seq) {
+        /* Its set-up has not come to @gone yet, and now never will */
+        return;
+    }
 
     if (unsent < gone->fds->n || (head && head->set == gone->fds &&
                                   p->sent)) {
@@ -444,6 +459,27 @@ static bool flush_batch(IvshServer *s, IvshServerPeer *p)
     return true;
 }
 
+/* Messages a set-up keeps queued ahead of the client */
+#define SETUP_AHEAD 64
+
+/* Add the next peers of @p's set-up to its queue, then its own eventfds */
+static void refill(IvshServer *s, IvshServerPeer *p)
+{
+    IvshServerPeer *q;
+    uint32_t v;
+
+    while (p->setup && p->qlen < SETUP_AHEAD && !p->doomed) {
+        q = p->setup->data;
+        p->setup = p->setup->next;
+        for (v = 0; v < s->vectors; v++) {
+            enqueue(s, p, q->id, q->fds, v);
+        }
+        if (q == p) {
+            p->setup = NULL;        /* ours come last */
+        }
+    }
+}
+
 static void flush(IvshServer *s, IvshServerPeer *p)
 {
     uint8_t buf[IVSH_MSG_SIZE];
@@ -451,7 +487,8 @@ static void flush(IvshServer *s, IvshServerPeer *p)
     ssize_t n;
     int fd;
 
-    while (p->qlen) {
+    for (;;) {
+        refill(s, p);
         skip_dead(s, p);
         if (!p->qlen) {
             break;
@@ -493,19 +530,24 @@ static void remove_peer(IvshServer *s, IvshServerPeer *p, IvshServerDrop why)
     s->by_id[p->id] = NULL;
     s->nr_peers--;
     s->left_seq[p->id] = ++s->seq;
-    g_queue_unlink(&s->live, &p->live);
     fdset_kill(p->fds);
     while (s->top && !s->by_id[s->top - 1]) {
         s->top--;
     }
-    if (!s->shutting_down) {
-        for (id = 0; id < s->top; id++) {
-            q = s->by_id[id];
-            if (q) {
-                announce_leave(s, q, p);
-            }
+    for (id = 0; id < s->top; id++) {
+        q = s->by_id[id];
+        if (!q) {
+            continue;
+        }
+        if (!s->shutting_down) {
+            announce_leave(s, q, p);
+        }
+        if (q->setup == &p->live) {
+            q->setup = p->live.next;
         }
     }
+    g_queue_unlink(&s->live, &p->live);
+    p->setup = NULL;
     s->ops.removed(s->opaque, p, why);
     close(p->sock);
     p->sock = -1;
@@ -666,17 +708,8 @@ IvshServerPeer *ivsh_server_add_peer_id(IvshServer *s, int sock, int want,
     enqueue(s, p, IVSH_PROTOCOL_VERSION, NULL, 0);
     enqueue(s, p, id, NULL, 0);
     enqueue(s, p, IVSH_MSG_SHM, s->shm, 0);
-    for (id = 0; id < (int)s->top; id++) {
-        q = s->by_id[id];
-        if (q && q != p) {
-            for (v = 0; v < s->vectors; v++) {
-                enqueue(s, p, q->id, q->fds, v);
-            }
-        }
-    }
-    for (v = 0; v < s->vectors; v++) {
-        enqueue(s, p, p->id, p->fds, v);
-    }
+    p->setup = s->live.head;
+    refill(s, p);
     for (id = 0; id < (int)s->top; id++) {
         q = s->by_id[id];
         if (q && q != p) {
