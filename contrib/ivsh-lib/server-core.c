@@ -16,9 +16,9 @@
  * Y counts, per peer, its messages still queued (IvshServerPeer.unsent).
  * So when X leaves, the cursor and that count tell whether Y ever saw X:
  * if the cursor has not reached X, or all of X's messages are still
- * queued, Y never heard of X and is not told it left.  X's eventfds are closed at once
- * (a slow client never pins them) and its unsent messages are skipped
- * when they come up; no queue is searched.
+ * queued, Y never heard of X and is not told it left.  X's eventfds are
+ * closed at once (a slow client never pins them) and its unsent
+ * messages are skipped when they come up; no queue is searched.
  *
  * Copyright (c) 2026 The ivsh authors
  *
