@@ -29,6 +29,7 @@
 #include "qemu/osdep.h"
 #include <sys/mman.h>
 #include "qemu/cutils.h"
+#include "qemu/error-report.h"
 #include "qemu/units.h"
 #include "qapi/error.h"
 #include "hw/pci/pci.h"
@@ -79,6 +80,12 @@ static bool ivsh_legacy_shm(IvshState *s, uint64_t size, Error **errp)
         error_setg_errno(errp, errno, "cannot stat shm '%s'", s->shm_name);
         close(fd);
         return false;
+    }
+    if (st.st_uid != geteuid()) {
+        /* POSIX shm cannot be sealed: its owner can always shrink it */
+        warn_report("shm '%s' belongs to uid %u, which can shrink it and "
+                    "crash this VM (SIGBUS)", s->shm_name,
+                    (unsigned)st.st_uid);
     }
     if (st.st_size == 0 && ftruncate(fd, size) < 0) {
         error_setg_errno(errp, errno, "cannot size shm '%s' to %" PRIu64

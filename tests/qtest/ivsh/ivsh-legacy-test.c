@@ -725,6 +725,27 @@ static void test_shm_too_small(void)
     unlink(path);
 }
 
+/* An shm object of another user: it works, with a warning (F18) */
+static void test_shm_foreign_owner(void)
+{
+    g_autofree char *name = shm_name("owner");
+    g_autofree char *path = g_strdup_printf("/dev/shm/%s", name);
+    g_autofree char *args = NULL, *err = NULL;
+
+    g_assert_true(g_file_set_contents(path, "", 0, NULL));
+    g_assert_cmpint(truncate(path, 1 * MiB), ==, 0);
+    if (geteuid() != 0 || chown(path, 65534, 65534) < 0) {
+        g_test_skip("needs root to give the object to another user");
+        unlink(path);
+        return;
+    }
+    args = g_strdup_printf("-device ivshmem,shm=%s,size=1m", name);
+    g_assert_cmpint(ivsh_run_qemu(NULL, "pc", args, &err), ==, 0);
+    g_assert_nonnull(strstr(err, "belongs to uid 65534, which can shrink "
+                            "it"));
+    unlink(path);
+}
+
 static void test_server_too_small(void)
 {
     g_autofree char *args = NULL, *err = NULL;
@@ -757,6 +778,7 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/legacy/migrate-v1-refused",
                    test_migrate_v1_refused);
     qtest_add_func("/ivsh/legacy/shm-too-small", test_shm_too_small);
+    qtest_add_func("/ivsh/legacy/shm-foreign-owner", test_shm_foreign_owner);
     qtest_add_func("/ivsh/legacy/server-too-small", test_server_too_small);
     for (i = 0; i < ARRAY_SIZE(bad_lines); i++) {
         g_autofree char *p = g_strdup_printf("/ivsh/legacy/bad/%s",
