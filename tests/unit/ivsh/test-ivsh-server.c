@@ -1137,12 +1137,48 @@ static void test_recv_ctrunc(void)
     g_assert_cmpuint(count_fds(), ==, fds);
 }
 
+/* A set-up is added to the queue as the client reads, not at once */
+static void test_setup_lazy(void)
+{
+    IvshServerPeer *a, *p[40];
+    Chan *ca;
+    Env e = { 0 };
+    unsigned i;
+    int own;
+
+    env_init(&e, 2, 0, 16);
+    for (i = 0; i < 40; i++) {
+        p[i] = join(&e, -1, NULL);
+    }
+    a = join(&e, 0, &ca);           /* reads nothing */
+    g_assert_cmpuint(ivsh_server_peer_queued(a), <=, 64 + 2);
+    /* Peers its set-up has not come to leave: A never hears of them */
+    for (i = 33; i < 38; i++) {
+        ivsh_server_drop_peer(e.s, p[i], IVSH_SERVER_LEFT);
+    }
+    /* ... one it has queued but not sent: withdrawn, not announced */
+    ivsh_server_drop_peer(e.s, p[3], IVSH_SERVER_LEFT);
+    g_assert_cmpuint(ivsh_server_peer_queued(a), <=, 64 + 2);
+    ca->room = 70;                  /* takes part of it */
+    ivsh_server_flush_peer(e.s, a);
+    /* ... one it has seen: told, after the rest of its set-up */
+    ivsh_server_drop_peer(e.s, p[1], IVSH_SERVER_LEFT);
+    ca->room = -1;
+    ivsh_server_flush_peer(e.s, a);
+    g_assert_cmpuint(ivsh_server_peer_queued(a), ==, 0);
+    g_assert_cmpuint(decode(ca, 2, &own), ==, 40 - 5 - 2);
+    g_assert_cmpint(own, ==, 40);
+    assert_sent(ca, ca->sent->len - 1, 1, NULL, 0);
+    env_destroy(&e);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/ivsh/server/join-sequence", test_join_sequence);
     g_test_add_func("/ivsh/server/id-cursor", test_id_cursor);
     g_test_add_func("/ivsh/server/global-cap", test_global_cap);
+    g_test_add_func("/ivsh/server/setup-lazy", test_setup_lazy);
     g_test_add_func("/ivsh/server/iterate", test_iterate);
     g_test_add_func("/ivsh/server/max-peers", test_max_peers);
     g_test_add_func("/ivsh/server/leave-fanout", test_leave_fanout);
