@@ -10,8 +10,10 @@
 #       from tests/fuzz/ivsh/seeds plus the work corpus
 #   fuzz-ivsh.sh generic plain|doorbell|legacy SECONDS [LIBFUZZER-ARGS...]
 #       QEMU's generic-fuzz on one device type (QEMU_FUZZ_ARGS and
-#       QEMU_FUZZ_OBJECTS set here; doorbell and legacy talk to a
-#       build/tools/ivsh-server started here)
+#       QEMU_FUZZ_OBJECTS set here; doorbell and legacy talk to an
+#       ivsh-server started here, with an ivsh-client as a second peer
+#       that the fuzzed device can ring; $IVSH_SERVER and $IVSH_CLIENT
+#       name them, default build/tools/)
 #   fuzz-ivsh.sh replay FILE|DIR...
 #       run inputs of the ivsh target once (crash reproducers, regressions)
 #
@@ -81,29 +83,39 @@ generic)
     work=${IVSH_FUZZ_WORK:-$top/build/fuzz/generic-$type}
     mkdir -p "$work/corpus"
     tmp=$(mktemp -d /tmp/ivsh-fuzz-XXXXXX)
-    server_pid=
+    pids=()
     cleanup() {
-        if [ -n "$server_pid" ]; then
-            kill "$server_pid" 2>/dev/null || true
-            wait "$server_pid" 2>/dev/null || true
-        fi
+        local p
+        for p in "${pids[@]}"; do
+            kill "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        done
         rm -rf "$tmp"
     }
     trap cleanup EXIT
     start_server() {
-        local server=$top/build/tools/ivsh-server i
-        if [ ! -x "$server" ]; then
-            echo "fuzz-ivsh: $server missing: run make tools" >&2
+        local server=${IVSH_SERVER:-$top/build/tools/ivsh-server}
+        local client=${IVSH_CLIENT:-$top/build/tools/ivsh-client} i
+        if [ ! -x "$server" ] || [ ! -x "$client" ]; then
+            echo "fuzz-ivsh: $server or $client missing: run make tools" >&2
             exit 2
         fi
         "$server" -S "$tmp/sock" -l 1M -n "$1" -q &
-        server_pid=$!
-        for i in $(seq 100); do
-            [ -S "$tmp/sock" ] && return 0
+        pids+=($!)
+        for i in $(seq 200); do
+            if [ -S "$tmp/sock" ]; then
+                break
+            fi
             sleep 0.05
         done
-        echo "fuzz-ivsh: ivsh-server did not start" >&2
-        exit 2
+        # Peer 0, rung by the fuzzed device (peer 1) at random
+        "$client" -S "$tmp/sock" -n "$1" wait 0 --count 1000000000 \
+            --timeout 86400000 > /dev/null &
+        pids+=($!)
+        if [ ! -S "$tmp/sock" ]; then
+            echo "fuzz-ivsh: ivsh-server did not start" >&2
+            exit 2
+        fi
     }
     case "$type" in
     plain)

@@ -28,8 +28,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "qemu/bswap.h"
+#include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/memfd.h"
+#include "qemu/module.h"
 #include "qemu/rcu.h"
 #include "qemu/config-file.h"
 #include "qemu/option.h"
@@ -42,6 +45,7 @@
 #include "monitor/qdev.h"
 #include "hw/qdev-core.h"
 #include "hw/pci/pci.h"
+#include "hw/sysbus.h"
 #include "system/runstate.h"
 #include "tests/qtest/libqtest.h"
 #include "fuzz.h"
@@ -61,6 +65,13 @@
 #define IVSH_FUZZ_ACPI_EJ   0xae08
 
 #define IVSH_FUZZ_MAX_FDS   64
+
+/*
+ * An input that runs longer than this is a hang.  libFuzzer's -timeout
+ * relies on SIGALRM, which QEMU blocks (it reads signals through a
+ * signalfd), so the target keeps its own watchdog.
+ */
+#define IVSH_FUZZ_HANG_S    10
 
 enum IvshFuzzKind {
     KIND_PLAIN_MEMFD,
@@ -103,7 +114,8 @@ typedef struct IvshFuzz {
     int srv;                    /* the server's end of the connection */
     int fds[IVSH_FUZZ_MAX_FDS]; /* eventfds sent, kept to signal them */
     unsigned nr_fds;
-    unsigned baseline_fds;
+    unsigned baseline_fds;      /* QEMU's fds when the input started */
+    bool check_fds;
     /* this input's configuration */
     unsigned kind;
     unsigned vectors;
@@ -117,6 +129,31 @@ typedef struct IvshFuzz {
 } IvshFuzz;
 
 static IvshFuzz ivf = { .listen_fd = -1, .srv = -1 };
+
+/* Start time of the running input (0: none), for the watchdog */
+static int64_t ivsh_fuzz_started_ms;
+static pthread_t ivsh_fuzz_main_thread;
+
+static void *ivsh_fuzz_watchdog(void *opaque)
+{
+    int64_t start;
+
+    for (;;) {
+        g_usleep(G_USEC_PER_SEC / 2);
+        start = qatomic_read(&ivsh_fuzz_started_ms);
+        if (start &&
+            g_get_monotonic_time() / 1000 - start > IVSH_FUZZ_HANG_S * 1000) {
+            fprintf(stderr, "ivsh-fuzz: an input has run for more than %d s: "
+                    "a hang; the main thread's stack follows\n",
+                    IVSH_FUZZ_HANG_S);
+            /* libFuzzer's SIGABRT handler prints it and saves the input */
+            pthread_kill(ivsh_fuzz_main_thread, SIGABRT);
+            g_usleep(5 * G_USEC_PER_SEC);
+            abort();
+        }
+    }
+    return NULL;
+}
 
 static uint64_t take(IvshFuzzInput *in, unsigned bytes)
 {
@@ -519,6 +556,11 @@ static void connect_chardev(void)
 static void remove_chardev(void)
 {
     if (ivf.have_chr) {
+        /*
+         * An unplugged device (or one whose realize failed) is freed, and
+         * lets go of the chardev, in an RCU callback (bus_remove_child)
+         */
+        drain_call_rcu();
         qmp_chardev_remove(IVSH_FUZZ_CHR, &error_abort);
         ivf.have_chr = false;
     }
@@ -645,6 +687,14 @@ static void configure(IvshFuzzInput *in)
     ivf.vectors = vectors[flags & 3];
     ivf.own_id = id & 7;
     ivf.shm_size = sizes[shm & 3];
+    if (ivf.kind == KIND_PLAIN_MEMFD || ivf.kind == KIND_PLAIN_FILE ||
+        ivf.kind == KIND_LEGACY_MEMDEV) {
+        /*
+         * Whole pages for a memdev: QEMU 10.0's memory-backend-memfd keeps
+         * an fd after refusing a size that is not (not the devices' fault)
+         */
+        ivf.shm_size = ROUND_UP(ivf.shm_size, qemu_real_host_page_size());
+    }
     ivf.setup_mode = (shm >> 2) & 7;
 
     g_string_append(o, ivsh_kind_driver[ivf.kind]);
@@ -746,10 +796,14 @@ static void teardown(void)
     ivf.nr_fds = 0;
     fuzz_reset(ivf.qts);
     flush_events(ivf.qts);
-    /* Memory regions and their fds go away in RCU callbacks */
+    /*
+     * Memory regions and their fds go away in RCU callbacks, which may
+     * queue further ones (a RAMBlock after its region)
+     */
+    drain_call_rcu();
     drain_call_rcu();
     n = count_fds();
-    if (n > ivf.baseline_fds) {
+    if (ivf.check_fds && n > ivf.baseline_fds) {
         fprintf(stderr, "ivsh-fuzz: QEMU holds %u fds after the input, "
                 "%u before: a leak\n", n, ivf.baseline_fds);
         list_fds();
@@ -763,6 +817,12 @@ static void ivsh_fuzz(QTestState *s, const unsigned char *data, size_t size)
     uint64_t a, b, c, d;
 
     ivf.qts = s;
+    qatomic_set(&ivsh_fuzz_started_ms, g_get_monotonic_time() / 1000);
+    /*
+     * Between inputs libFuzzer may open fds of its own (the symbolizer's
+     * pipes), so the baseline is taken here
+     */
+    ivf.baseline_fds = count_fds();
     configure(&in);
     if (ivf.kind == KIND_PLAIN_MEMFD || ivf.kind == KIND_PLAIN_FILE ||
         ivf.kind == KIND_LEGACY_MEMDEV) {
@@ -847,17 +907,25 @@ static void ivsh_fuzz(QTestState *s, const unsigned char *data, size_t size)
             bar_access(0, (a & 3) * 4, 4, b, true);
             break;
         default:
-            qtest_clock_step(s, take(&in, 2) * 1000);
+            /* qtest refuses a step of 0 */
+            qtest_clock_step(s, (take(&in, 2) + 1) * 1000);
             break;
         }
         flush_events(s);
     }
     teardown();
+    qatomic_set(&ivsh_fuzz_started_ms, 0);
 }
 
 static void ivsh_fuzz_pre(QTestState *s)
 {
+    /* ivshmem-doorbell, valid set-up, one own eventfd rung */
+    static const uint8_t warmup[] = {
+        KIND_DOORBELL, 0, 1, 1, OP_MAP, 0, OP_SERVER_MSG, 1, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, OP_SIGNAL, 0, 0,
+    };
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    pthread_t thread;
     size_t len;
 
     ivf.qts = s;
@@ -871,9 +939,14 @@ static void ivsh_fuzz_pre(QTestState *s)
     g_assert(bind(ivf.listen_fd, (struct sockaddr *)&sa,
                   offsetof(struct sockaddr_un, sun_path) + 1 + len) == 0);
     g_assert(listen(ivf.listen_fd, 4) == 0);
-    flush_events(s);
-    drain_call_rcu();
-    ivf.baseline_fds = count_fds();
+    ivsh_fuzz_main_thread = pthread_self();
+    g_assert(pthread_create(&thread, NULL, ivsh_fuzz_watchdog, NULL) == 0);
+    /*
+     * One device first: what QEMU opens once for good (e.g. the protocol
+     * module's /proc/self/fd) is part of the baseline.
+     */
+    ivsh_fuzz(s, warmup, sizeof(warmup));
+    ivf.check_fds = true;
 }
 
 static GString *ivsh_fuzz_cmdline(FuzzTarget *t)
