@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -62,6 +63,7 @@
 #define DEFAULT_RECLAIM_TIMEOUT 60
 #define SD_LISTEN_FDS_START 3
 #define FDSTORE_SHM "ivsh-shm"
+#define FDSTORE_EVENTFD "ivsh-ev."       /* + "ID.VECTOR" */
 /* Messages in flight per client, at least (see choose_sndbuf()) */
 #define MIN_WINDOW 8
 /* Fds kept for the server itself: epoll, signalfd, sockets, readers */
@@ -160,9 +162,16 @@ typedef struct Server {
     GHashTable *owner;          /* ID -> "pid:start" (this run and kept) */
     int64_t reclaim_until;      /* kept IDs are released then (ms) */
     char *accepting;            /* identity of the client being added */
+    /* systemd's fd store: eventfds kept across a restart */
+    bool fdstore;               /* store eventfds (--state, NOTIFY_SOCKET) */
+    GHashTable *stored;         /* ID -> int[vectors] from the last run */
+    int *restore;               /* eventfds for the peer being added */
+    unsigned restore_next;
 } Server;
 
 static void state_gone(Server *s, unsigned id);
+static bool sd_notify_fd(const char *msg, int fd);
+static void fdstore_forget(Server *s, unsigned id);
 
 /* ---- event registration ---- */
 
@@ -241,6 +250,7 @@ static void cb_removed(void *opaque, IvshServerPeer *p, IvshServerDrop why)
              ivsh_server_drop_str(why), ivsh_server_nr_peers(s->core));
     if (why != IVSH_SERVER_SHUTDOWN) {
         state_gone(s, ivsh_server_peer_id(p));
+        fdstore_forget(s, ivsh_server_peer_id(p));
     }
     if (w) {
         /* Closing the socket removes it from the epoll set */
@@ -251,11 +261,73 @@ static void cb_removed(void *opaque, IvshServerPeer *p, IvshServerDrop why)
 
 static void cb_assigned(void *opaque, IvshServerPeer *p, bool reused);
 
+/* A peer's eventfds: those of the previous run when it comes back */
+static int cb_new_eventfd(void *opaque)
+{
+    Server *s = opaque;
+    int fd;
+
+    if (s->restore && s->restore_next < (unsigned)s->opt.vectors) {
+        fd = s->restore[s->restore_next];
+        s->restore[s->restore_next++] = -1;
+        return fd;
+    }
+    fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
 static const IvshServerOps server_ops = {
     .want_write = cb_want_write,
     .removed = cb_removed,
     .assigned = cb_assigned,
+    .new_eventfd = cb_new_eventfd,
 };
+
+/*
+ * Peers' eventfds in systemd's fd store, one fd per name
+ * "ivsh-ev.ID.VECTOR": a peer that comes back after a restart gets the
+ * eventfds it had, so that the peers that cannot reconnect (QEMU 10.0's
+ * device) and those that have not yet still reach it, and it them.
+ */
+static void fdstore_put(Server *s, IvshServerPeer *p)
+{
+    unsigned id = ivsh_server_peer_id(p);
+    uint32_t v;
+
+    for (v = 0; s->fdstore && v < (uint32_t)s->opt.vectors; v++) {
+        g_autofree char *msg = g_strdup_printf(
+            "FDSTORE=1\nFDNAME=" FDSTORE_EVENTFD "%u.%u\nFDPOLL=0", id, v);
+
+        if (!sd_notify_fd(msg, ivsh_server_peer_eventfd(p, v))) {
+            ivsh_log(IVSH_LOG_WARNING, "cannot put peer %u's eventfds "
+                     "into systemd's fd store: %s", id, g_strerror(errno));
+            return;
+        }
+    }
+}
+
+/* The eventfds of @id are no more: out of the store (and ours) */
+static void fdstore_forget(Server *s, unsigned id)
+{
+    int *fds = s->stored ? g_hash_table_lookup(s->stored,
+                                               GUINT_TO_POINTER(id)) : NULL;
+    uint32_t v;
+
+    for (v = 0; s->fdstore && v < (uint32_t)s->opt.vectors; v++) {
+        g_autofree char *msg = g_strdup_printf(
+            "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_EVENTFD "%u.%u", id, v);
+
+        sd_notify_fd(msg, -1);
+    }
+    for (v = 0; fds && v < (uint32_t)s->opt.vectors; v++) {
+        if (fds[v] >= 0) {
+            close(fds[v]);
+        }
+    }
+    if (fds) {
+        g_hash_table_remove(s->stored, GUINT_TO_POINTER(id));
+    }
+}
 
 /* ---- status ---- */
 
@@ -570,6 +642,9 @@ static void cb_assigned(void *opaque, IvshServerPeer *p, bool reused)
     line = g_strdup_printf("peer %u %s\ncursor %u\n", id, who,
                            ivsh_server_cursor(s->core));
     state_append(s, line);
+    if (!s->restore) {
+        fdstore_put(s, p);
+    }
 }
 
 static void state_gone(Server *s, unsigned id)
@@ -703,6 +778,7 @@ static void state_reclaim(Server *s)
                      late ? "did not come back in time" : "is gone");
             ivsh_server_reserve(s->core, GPOINTER_TO_UINT(id), false);
             state_gone(s, GPOINTER_TO_UINT(id));
+            fdstore_forget(s, GPOINTER_TO_UINT(id));
         }
         g_hash_table_iter_remove(&it);
     }
@@ -750,7 +826,16 @@ static void client_accept(Server *s)
         g_free(s->accepting);
         s->accepting = peer_identity(fd);
         id = state_take(s, s->accepting);
+        s->restore = id >= 0 && s->stored ?
+                     g_hash_table_lookup(s->stored, GINT_TO_POINTER(id)) :
+                     NULL;
+        s->restore_next = 0;
         p = ivsh_server_add_peer_id(s->core, fd, id, &err);
+        if (s->restore) {
+            /* Taken by the core (or closed on failure) */
+            g_hash_table_remove(s->stored, GINT_TO_POINTER(id));
+            s->restore = NULL;
+        }
         if (!p) {
             ivsh_log(IVSH_LOG_WARNING, "refused a client: %s",
                      err->message);
@@ -1052,6 +1137,67 @@ static void unlink_ours(const char *path, dev_t dev, ino_t ino)
     }
 }
 
+/* An eventfd "ID.VECTOR" from the fd store; false if it is not one */
+static bool stored_add(Server *s, const char *idv, int fd)
+{
+    g_auto(GStrv) f = g_strsplit(idv, ".", 3);
+    guint64 id, v;
+    int *fds;
+    unsigned i;
+
+    if (g_strv_length(f) != 2 ||
+        !g_ascii_string_to_unsigned(f[0], 10, 0, IVSH_MAX_PEER_ID, &id,
+                                    NULL) ||
+        !g_ascii_string_to_unsigned(f[1], 10, 0, s->opt.vectors - 1, &v,
+                                    NULL) ||
+        !ivsh_fd_is_eventfd(fd)) {
+        return false;
+    }
+    fds = g_hash_table_lookup(s->stored, GUINT_TO_POINTER(id));
+    if (!fds) {
+        fds = g_new(int, s->opt.vectors);
+        for (i = 0; i < (unsigned)s->opt.vectors; i++) {
+            fds[i] = -1;
+        }
+        g_hash_table_insert(s->stored, GUINT_TO_POINTER(id), fds);
+    }
+    if (fds[v] >= 0) {
+        close(fds[v]);
+    }
+    fds[v] = fd;
+    return true;
+}
+
+/*
+ * After the state is loaded: keep the stored eventfds of the IDs kept
+ * for returning clients, when complete; forget the others.
+ */
+static void stored_check(Server *s)
+{
+    g_autoptr(GList) ids = g_hash_table_get_keys(s->stored);
+    unsigned n = 0, i;
+    GList *l;
+
+    for (l = ids; l; l = l->next) {
+        unsigned id = GPOINTER_TO_UINT(l->data);
+        int *fds = g_hash_table_lookup(s->stored, l->data);
+        bool whole = true;
+
+        for (i = 0; i < (unsigned)s->opt.vectors; i++) {
+            whole &= fds[i] >= 0;
+        }
+        if (whole && ivsh_server_reserved(s->core, id)) {
+            n++;
+        } else {
+            fdstore_forget(s, id);
+        }
+    }
+    if (n) {
+        ivsh_log(IVSH_LOG_INFO, "eventfds of %u peers from systemd's fd "
+                 "store", n);
+    }
+}
+
 /*
  * Fds from systemd (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, from fd 3
  * on): a listening socket (socket activation) and what we put into the
@@ -1093,6 +1239,9 @@ static int activated_socket(Server *s, GError **errp)
         len = sizeof(val);
         if (!strcmp(name, FDSTORE_SHM) && s->fdstore_shm < 0) {
             s->fdstore_shm = fd;
+        } else if (g_str_has_prefix(name, FDSTORE_EVENTFD) &&
+                   stored_add(s, name + strlen(FDSTORE_EVENTFD), fd)) {
+            continue;
         } else if (listen_fd < 0 &&
                    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &val,
                               &len) == 0 && val) {
@@ -1586,7 +1735,9 @@ static bool setup(Server *s, GError **errp)
         if (!state_load(s, errp)) {
             return false;
         }
+        s->fdstore = g_getenv("NOTIFY_SOCKET") != NULL;
     }
+    stored_check(s);
 
     if (!watch_add(s, &s->listen, EPOLLIN) ||
         !watch_add(s, &s->signal, EPOLLIN) ||
@@ -1623,6 +1774,8 @@ int main(int argc, char **argv)
                                    (GDestroyNotify)g_queue_free);
     s.owner = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                     g_free);
+    s.stored = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                     g_free);
     s.listen.fd = s.status_listen.fd = s.signal.fd = -1;
     if (!parse_options(&s, argc, argv, &err)) {
         fprintf(stderr, "ivsh-server: %s\n", err->message);
