@@ -124,6 +124,7 @@
 #define V_BAR2_SIZE     0x54c   /* u32 */
 #define V_CMD           0x550   /* u32: the command being run */
 #define V_ARG0          0x554   /* u32: its first argument */
+#define V_RESP_DB       0x558   /* u32: doorbell value to ring back */
 #define STACK_TOP       0x7000
 
 /* Addresses of labels as CS offsets: no relocations in the image */
@@ -276,42 +277,81 @@ slot_seg:
 
 /* --- interrupts ---------------------------------------------------------- */
 
-isr_v0:
-    pushal
-    xor     %ebx, %ebx
-    jmp     isr_common
-isr_v1:
-    pushal
-    mov     $1, %ebx
-    jmp     isr_common
-isr_v2:
-    pushal
-    mov     $2, %ebx
-    jmp     isr_common
-isr_v3:
-    pushal
-    mov     $3, %ebx
-isr_common:
-    push    %gs
-    addr32 incl %es:S_IRQ_COUNT(,%ebx,4)
-    cmpl    $NO_PEER, V_RESP_PEER
-    je      1f
-    cmp     V_RESP_VEC, %ebx
-    jne     1f
-    mov     V_RESP_SEG, %gs
-    mov     %gs:S_PING, %eax
-    cmp     %es:S_PONG, %eax
-    je      1f
-    mov     %eax, %es:S_PONG
-    mov     V_RESP_PEER, %eax
-    call    ring                        /* ring back, then EOI */
-1:  mov     $MSR_EOI, %ecx
+/*
+ * Two handlers per MSI-X vector, kept short (every instruction is
+ * emulated on kvm-pvm): isr_plain_N counts the interrupt; isr_resp_N,
+ * installed for the vector RESPOND names, first echoes the peer's ping
+ * into our pong and rings the peer back, then counts.
+ */
+    .macro  isr_plain n
+isr_plain_\n:
+    push    %eax
+    push    %ecx
+    push    %edx
+    incl    %es:(S_IRQ_COUNT + 4 * \n)
+    mov     $MSR_EOI, %ecx
     xor     %eax, %eax
     xor     %edx, %edx
     wrmsr
-    pop     %gs
-    popal
+    pop     %edx
+    pop     %ecx
+    pop     %eax
     iret
+    .endm
+
+    .macro  isr_resp n
+isr_resp_\n:
+    push    %eax
+    push    %gs
+    mov     V_RESP_SEG, %gs
+    mov     %gs:S_PING, %eax
+    mov     %eax, %es:S_PONG
+    mov     V_RESP_DB, %eax
+    mov     %eax, %fs:REG_DOORBELL      /* ring back, then the rest */
+    incl    %es:(S_IRQ_COUNT + 4 * \n)
+    push    %ecx
+    push    %edx
+    mov     $MSR_EOI, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+    pop     %edx
+    pop     %ecx
+    pop     %gs
+    pop     %eax
+    iret
+    .endm
+
+    isr_plain 0
+    isr_plain 1
+    isr_plain 2
+    isr_plain 3
+    isr_resp 0
+    isr_resp 1
+    isr_resp 2
+    isr_resp 3
+
+isr_plain_table:
+    .word   CS_OFF(isr_plain_0), CS_OFF(isr_plain_1)
+    .word   CS_OFF(isr_plain_2), CS_OFF(isr_plain_3)
+isr_resp_table:
+    .word   CS_OFF(isr_resp_0), CS_OFF(isr_resp_1)
+    .word   CS_OFF(isr_resp_2), CS_OFF(isr_resp_3)
+
+/* IVT entries of the MSI-X vectors: all plain (interrupts off) */
+ivt_plain:
+    push    %ebx
+    push    %ax
+    xor     %ebx, %ebx
+1:  mov     %cs:CS_OFF(isr_plain_table)(,%ebx,2), %ax
+    mov     %ax, IRQ_MSIX * 4(,%ebx,4)
+    movw    $0xf000, IRQ_MSIX * 4 + 2(,%ebx,4)
+    inc     %ebx
+    cmp     $MAX_VECTORS, %ebx
+    jb      1b
+    pop     %ax
+    pop     %ebx
+    ret
 
 isr_timer:
     pushal
@@ -351,7 +391,10 @@ cmd_respond:
     mov     %es:S_MB_ARG, %eax
     cmp     $NO_PEER, %eax
     jne     1f
+    cli
+    call    ivt_plain
     movl    $NO_PEER, V_RESP_PEER
+    sti
     movl    $NO_PEER, %es:S_RESP_PEER
     xor     %eax, %eax
     ret
@@ -361,6 +404,7 @@ cmd_respond:
     cmp     V_NVEC, %ebx
     jae     bad_arg
     cli
+    call    ivt_plain
     push    %eax
     call    slot_seg
     mov     %ax, V_RESP_SEG
@@ -370,6 +414,12 @@ cmd_respond:
     mov     %gs:S_PING, %ecx
     mov     %ecx, %es:S_PONG
     mov     %eax, V_RESP_PEER
+    mov     %eax, %ecx                  /* the doorbell value */
+    shl     $16, %ecx
+    or      %bx, %cx
+    mov     %ecx, V_RESP_DB
+    mov     %cs:CS_OFF(isr_resp_table)(,%ebx,2), %cx
+    mov     %cx, IRQ_MSIX * 4(,%ebx,4)
     sti
     mov     %eax, %es:S_RESP_PEER
     mov     %ebx, %es:S_RESP_VECTOR
@@ -451,6 +501,9 @@ warm_done:
     rdtsc
     mov     %eax, V_START
     mov     %edx, V_START + 4
+    mov     %edi, %ebp                  /* the doorbell value */
+    shl     $16, %ebp
+    or      %bx, %bp
 pp_next:
     cmp     V_COUNT, %ecx
     je      pp_end
@@ -458,10 +511,17 @@ pp_next:
     rdtsc
     mov     %eax, V_T0
     mov     %esi, %es:S_PING
-    mov     %edi, %eax
-    call    ring
-    call    wait_pong
+    mov     %ebp, %fs:REG_DOORBELL
+pp_wait:
+    cmp     %gs:S_PONG, %esi
+    je      pp_got
+    cmpw    $0, V_TFIRED
     jne     pp_timeout
+    sti                                 /* "sti; hlt": no lost wake-up */
+    hlt
+    cli
+    jmp     pp_wait
+pp_got:
     rdtsc
     sub     V_T0, %eax
     mull    V_MULT
@@ -569,15 +629,7 @@ entry:
     out     %al, $0xa1
 
     /* IVT: MSI-X vectors, timer, spurious */
-    mov     $(IRQ_MSIX * 4), %bx
-    movw    $CS_OFF(isr_v0), (%bx)
-    movw    $CS_OFF(isr_v1), 4(%bx)
-    movw    $CS_OFF(isr_v2), 8(%bx)
-    movw    $CS_OFF(isr_v3), 12(%bx)
-    movw    $0xf000, 2(%bx)
-    movw    $0xf000, 6(%bx)
-    movw    $0xf000, 10(%bx)
-    movw    $0xf000, 14(%bx)
+    call    ivt_plain
     movw    $CS_OFF(isr_timer), IRQ_TIMER * 4
     movw    $0xf000, IRQ_TIMER * 4 + 2
     movw    $CS_OFF(isr_spurious), 0xff * 4

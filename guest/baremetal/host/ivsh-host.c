@@ -628,7 +628,8 @@ bool ivh_qmp_stats(IvhQmp *q, IvhStats *st, int64_t deadline)
         "{\"execute\": \"query-stats\", \"arguments\": {\"target\": \"vcpu\","
         " \"providers\": [{\"provider\": \"kvm\", \"names\": [\"exits\","
         " \"mmio_exits\", \"io_exits\", \"halt_exits\","
-        " \"irq_injections\"]}]}}\n";
+        " \"irq_injections\", \"insn_emulation\", \"halt_wakeup\","
+        " \"halt_successful_poll\"]}]}}\n";
     int len;
 
     memset(st, 0, sizeof(*st));
@@ -644,6 +645,9 @@ bool ivh_qmp_stats(IvhQmp *q, IvhStats *st, int64_t deadline)
     stat_value(q->buf, "io_exits", &st->io_exits);
     stat_value(q->buf, "halt_exits", &st->halt_exits);
     stat_value(q->buf, "irq_injections", &st->irq_injections);
+    stat_value(q->buf, "insn_emulation", &st->insn_emulation);
+    stat_value(q->buf, "halt_wakeup", &st->halt_wakeup);
+    stat_value(q->buf, "halt_successful_poll", &st->halt_successful_poll);
     qmp_consume(q, len);
     return true;
 }

@@ -91,6 +91,7 @@ typedef struct IvhQmp {
 typedef struct IvhStats {
     bool valid;                 /* false: no KVM statistics (TCG) */
     uint64_t exits, mmio_exits, io_exits, halt_exits, irq_injections;
+    uint64_t insn_emulation, halt_wakeup, halt_successful_poll;
     uint64_t wakeups;           /* of QEMU's threads other than the vCPU */
 } IvhStats;
 

@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,6 +87,9 @@ typedef struct Options {
     bool masktest;
     bool reset;
     bool keep;
+    int pin[2];                 /* CPUs of vmA's and vmB's vCPU, -1: none */
+    const char *qemu_args[8];   /* extra QEMU arguments */
+    int nqemu_args;
 } Options;
 
 typedef struct Vm {
@@ -148,6 +152,8 @@ static void usage(void)
 "  --copy BYTES       copy benchmark size, 0: none (default 1M)\n"
 "  --masktest         also run the masked-vector (PBA) case\n"
 "  --reset            then QMP system_reset of guest A and ping-pong again\n"
+"  --pin A,B          pin vmA's vCPU thread to CPU A, vmB's to CPU B\n"
+"  --qemu-arg ARG     one more QEMU argument (repeatable, up to 8)\n"
 "  --ioeventfd on|off device property (default: the device's default)\n"
 "  --shm-size SIZE    shared memory size (default 4M)\n"
 "  --timeout SEC      whole run (default 150)\n"
@@ -526,7 +532,7 @@ static void vm_start(Vm *vm, const char *accel, const char *cpu,
     char con[160], qmp[160], chr[160], dev[512], obj[256], fwcfg[128];
     char log[160];
     char *argv[48];
-    int n = 0;
+    int n = 0, i;
 
     snprintf(vm->con_path, sizeof(vm->con_path), "%s/%s.con", R.dir,
              vm->name);
@@ -582,6 +588,9 @@ static void vm_start(Vm *vm, const char *accel, const char *cpu,
         device_string(dev, sizeof(dev));
         argv[n++] = (char *)"-device";
         argv[n++] = dev;
+    }
+    for (i = 0; i < R.o.nqemu_args && n < 44; i++) {
+        argv[n++] = (char *)R.o.qemu_args[i];
     }
     if (run) {
         snprintf(fwcfg, sizeof(fwcfg), "name=%s,string=%s", IVG_FWCFG_RUN,
@@ -916,6 +925,7 @@ static void stats(Vm *vm, IvhStats *st)
 static void vm_qmp(Vm *vm)
 {
     char reply[2048], *p;
+    int cpu;
 
     if (!ivh_qmp_open(&vm->qmp, vm->qmp_path, ivh_now_ms() + 5000)) {
         fail("%s: no QMP", vm->name);
@@ -927,6 +937,17 @@ static void vm_qmp(Vm *vm)
     p = strstr(reply, "\"thread-id\":");
     if (p) {
         vm->vcpu_tid = atoi(p + strlen("\"thread-id\":"));
+    }
+    cpu = R.o.pin[vm == &R.vm[0] ? 0 : 1];
+    if (cpu >= 0 && vm->vcpu_tid) {
+        cpu_set_t set;
+
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (sched_setaffinity(vm->vcpu_tid, sizeof(set), &set)) {
+            fail("%s: pinning the vCPU to CPU %d: %s", vm->name, cpu,
+                 strerror(errno));
+        }
     }
 }
 
@@ -972,9 +993,19 @@ static void print_exits(const char *name, IvhStats *a, IvhStats *b,
            (unsigned long long)(b->exits - a->exits),
            (unsigned long long)(b->halt_exits - a->halt_exits),
            (unsigned long long)(b->irq_injections - a->irq_injections));
-    printf("RESULT %s_mmio_exits=%llu %s_exits=%llu\n", key,
+    printf("  %s: insn_emulation %llu, halt_wakeup %llu, "
+           "halt_successful_poll %llu\n", name,
+           (unsigned long long)(b->insn_emulation - a->insn_emulation),
+           (unsigned long long)(b->halt_wakeup - a->halt_wakeup),
+           (unsigned long long)(b->halt_successful_poll -
+                                a->halt_successful_poll));
+    printf("RESULT %s_mmio_exits=%llu %s_exits=%llu %s_halt_exits=%llu "
+           "%s_insn_emulation=%llu %s_halt_wakeup=%llu\n", key,
            (unsigned long long)(b->mmio_exits - a->mmio_exits), key,
-           (unsigned long long)(b->exits - a->exits));
+           (unsigned long long)(b->exits - a->exits), key,
+           (unsigned long long)(b->halt_exits - a->halt_exits), key,
+           (unsigned long long)(b->insn_emulation - a->insn_emulation), key,
+           (unsigned long long)(b->halt_wakeup - a->halt_wakeup));
 }
 
 /*
@@ -1350,6 +1381,8 @@ int main(int argc, char **argv)
         { "copy", required_argument, NULL, 'C' },
         { "masktest", no_argument, NULL, 'k' },
         { "reset", no_argument, NULL, 'r' },
+        { "pin", required_argument, NULL, 'P' },
+        { "qemu-arg", required_argument, NULL, 'Q' },
         { "ioeventfd", required_argument, NULL, 'i' },
         { "shm-size", required_argument, NULL, 'S' },
         { "timeout", required_argument, NULL, 't' },
@@ -1379,6 +1412,7 @@ int main(int argc, char **argv)
         .copy = 1 << 20,
         .shm_size = 4 << 20,
         .timeout_s = 150,
+        .pin = { -1, -1 },
     };
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -1440,6 +1474,19 @@ int main(int argc, char **argv)
             break;
         case 'r':
             R.o.reset = true;
+            break;
+        case 'P':
+            if (sscanf(optarg, "%d,%d", &R.o.pin[0], &R.o.pin[1]) != 2) {
+                usage();
+                return 2;
+            }
+            break;
+        case 'Q':
+            if (R.o.nqemu_args == 8) {
+                usage();
+                return 2;
+            }
+            R.o.qemu_args[R.o.nqemu_args++] = optarg;
             break;
         case 'i':
             R.o.ioeventfd = optarg;
