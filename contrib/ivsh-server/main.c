@@ -772,7 +772,8 @@ static void state_reclaim(Server *s)
         if (!late && identity_alive(key)) {
             continue;
         }
-        while ((id = g_queue_pop_head(q))) {
+        while (!g_queue_is_empty(q)) {
+            id = g_queue_pop_head(q);          /* ID 0 is NULL */
             ivsh_log(IVSH_LOG_INFO, "peer ID %u released: process %s %s",
                      GPOINTER_TO_UINT(id), (char *)key,
                      late ? "did not come back in time" : "is gone");
@@ -1166,6 +1167,24 @@ static bool stored_add(Server *s, const char *idv, int fd)
     }
     fds[v] = fd;
     return true;
+}
+
+/* Close the eventfds from the fd store that nobody took */
+static void stored_close(Server *s)
+{
+    GHashTableIter it;
+    gpointer value;
+    int i;
+
+    g_hash_table_iter_init(&it, s->stored);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        for (i = 0; i < s->opt.vectors; i++) {
+            if (((int *)value)[i] >= 0) {
+                close(((int *)value)[i]);
+            }
+        }
+    }
+    g_hash_table_destroy(s->stored);
 }
 
 /*
@@ -1816,11 +1835,31 @@ int main(int argc, char **argv)
         ivsh_log(IVSH_LOG_WARNING, "%zu messages not delivered at shutdown",
                  ivsh_server_queued(s.core));
     }
-    ivsh_server_free(s.core);
     end_of_batch(&s);
+    ivsh_server_free(s.core);
+    /* Watches of the peers removed just now (the core is gone) */
+    g_ptr_array_free(s.dead, true);
     if (s.opt.pidfile) {
         unlink(s.opt.pidfile);
     }
+    if (s.state_fd >= 0) {
+        close(s.state_fd);
+    }
+    g_hash_table_destroy(s.kept);
+    g_hash_table_destroy(s.owner);
+    stored_close(&s);
+    g_free(s.accepting);
+    g_free(s.socket_path);
+    g_free(s.status_path);
+    g_free(s.opt.socket);
+    g_free(s.opt.mode);
+    g_free(s.opt.group);
+    g_free(s.opt.size);
+    g_free(s.opt.shm);
+    g_free(s.opt.file);
+    g_free(s.opt.pidfile);
+    g_free(s.opt.status_socket);
+    g_free(s.opt.state);
     ivsh_shm_close(&s.shm);
     ivsh_log(IVSH_LOG_INFO, "stopped");
     return s.exit_code;
