@@ -128,9 +128,9 @@ static void test_hostile_setup_hotplug(void)
     ivsh_env_free(&e);
 }
 
-static void test_hostile_late(gconstpointer opaque)
+static void do_hostile_late(const IvshLateCase *c, const char *driver,
+                            const char *opts)
 {
-    const IvshLateCase *c = opaque;
     g_autofree char *errf = NULL;
     unsigned base;
     IvshEnv e;
@@ -139,7 +139,7 @@ static void test_hostile_late(gconstpointer opaque)
 
     ivsh_env_init(&e, SHM_SIZE, 2);
     errf = g_build_filename(e.dir, "qemu.err", NULL);
-    vm = ivsh_vm_start(&e, 2, NULL, errf);
+    vm = ivsh_vm_start_driver(&e, driver, 2, opts, errf);
     h1 = ivsh_tserver_add_host_peer(e.ts);
     g_assert_true(ivsh_vm_sync_host_peer(&e, vm, h1));
     base = ivsh_count_fds(vm->qts);
@@ -166,6 +166,20 @@ static void test_hostile_late(gconstpointer opaque)
 
     ivsh_vm_free(vm);
     ivsh_env_free(&e);
+}
+
+static void test_hostile_late(gconstpointer opaque)
+{
+    do_hostile_late(opaque, "ivshmem-doorbell", NULL);
+}
+
+/*
+ * The legacy device shares the server code, with ioeventfd=off by
+ * default: every doorbell goes through QEMU
+ */
+static void test_hostile_late_legacy(gconstpointer opaque)
+{
+    do_hostile_late(opaque, "ivshmem", "size=1m");
 }
 
 /* Shrinking the memory after hand-over cannot hit QEMU with SIGBUS */
@@ -233,6 +247,13 @@ int main(int argc, char **argv)
                                              ivsh_late_cases[i].name);
 
         qtest_add_data_func(p, &ivsh_late_cases[i], test_hostile_late);
+    }
+    for (i = 0; i < ivsh_nr_late_cases; i++) {
+        g_autofree char *p = g_strdup_printf("/ivsh/legacy/hostile/%s",
+                                             ivsh_late_cases[i].name);
+
+        qtest_add_data_func(p, &ivsh_late_cases[i],
+                            test_hostile_late_legacy);
     }
     qtest_add_func("/ivsh/doorbell/hostile/shrink-after-handover",
                    test_shrink_sealed);

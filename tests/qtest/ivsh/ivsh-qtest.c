@@ -458,13 +458,21 @@ void ivsh_vm_open(IvshVm *vm, QTestState *qts, int devfn, unsigned vectors)
 IvshVm *ivsh_vm_start(IvshEnv *e, unsigned vectors, const char *opts,
                       const char *errfile)
 {
+    return ivsh_vm_start_driver(e, "ivshmem-doorbell", vectors, opts,
+                                errfile);
+}
+
+IvshVm *ivsh_vm_start_driver(IvshEnv *e, const char *driver,
+                             unsigned vectors, const char *opts,
+                             const char *errfile)
+{
     IvshVm *vm = g_new0(IvshVm, 1);
     g_autofree char *args = NULL;
     QTestState *qts;
 
     args = g_strdup_printf("-M pc -chardev socket,id=srv,path=%s -device "
-                           "ivshmem-doorbell,chardev=srv,vectors=%u,"
-                           "addr=04.0%s%s", e->sock, vectors,
+                           "%s,chardev=srv,vectors=%u,addr=04.0%s%s",
+                           e->sock, driver, vectors,
                            opts ? "," : "", opts ? opts : "");
     qts = errfile ? ivsh_qtest_init_stderr(errfile, args) : qtest_init(args);
     ivsh_vm_open(vm, qts, IVSH_DEVFN, vectors);

@@ -158,6 +158,10 @@ void ivsh_vm_open(IvshVm *vm, QTestState *qts, int devfn, unsigned vectors);
  */
 IvshVm *ivsh_vm_start(IvshEnv *e, unsigned vectors, const char *opts,
                       const char *errfile);
+/* The same with device @driver, e.g. the legacy "ivshmem" (msi=on) */
+IvshVm *ivsh_vm_start_driver(IvshEnv *e, const char *driver,
+                             unsigned vectors, const char *opts,
+                             const char *errfile);
 void ivsh_vm_free(IvshVm *vm);
 void ivsh_vm_ring(IvshVm *vm, unsigned peer, unsigned vector);
 /* Wait until vector @v fires, then re-arm it; false on timeout */
