@@ -53,6 +53,10 @@ import report  # noqa: E402
 OURS = os.path.join(ROOT, 'build/qemu/qemu-system-x86_64')
 UPSTREAM = os.path.join(ROOT, 'build/upstream/qemu-system-x86_64')
 GUEST = os.path.join(ROOT, 'build/testguest/ivsh-guest.bin')
+# The real-mode variant, for KVM hosts that run only real-mode guest code
+# (kvm-pvm): -M pc, BARs below 1 MiB, at most 128 KiB of shared memory.
+GUEST16 = os.path.join(ROOT, 'build/testguest/ivsh-guest16.bin')
+SHM_SIZE16 = 128 << 10
 GUEST_H = os.path.join(ROOT, 'guest/baremetal/ivsh-guest.h')
 IVSH_SERVER = os.path.join(ROOT, 'build/tools/ivsh-server')
 CONTRIB_SERVER = os.path.join(
@@ -148,6 +152,7 @@ class Bench:
         self.progress = None
         self.server_path, self.server_style, self.server_note = \
             self.pick_server()
+        self.kvm16 = False          # KVM runs use the real-mode guest
 
     # --- prerequisites -----------------------------------------------------
 
@@ -193,6 +198,38 @@ class Bench:
                 rc, ib.last_lines(log, 1))
         return True, 'probe passed'
 
+    def kvm_probe16(self):
+        """The real-mode guest under KVM (no device: it exits at once)"""
+        if not os.access(GUEST16, os.R_OK):
+            return False, 'no %s' % os.path.relpath(GUEST16, ROOT)
+        log = os.path.join(self.tmp, 'kvm-probe16.log')
+        p = ib.spawn([OURS, '-accel', 'kvm', '-cpu', KVM_CPU, '-M', 'pc',
+                      '-m', '64', '-smp', '1', '-nodefaults', '-display',
+                      'none', '-no-reboot', '-bios', GUEST16, '-device',
+                      'isa-debug-exit,iobase=0xf4,iosize=4'], log)
+        try:
+            rc = p.wait(20)
+        except subprocess.TimeoutExpired:
+            ib.stop(p)
+            return False, 'the real-mode guest did not finish under KVM'
+        ib.stop(p)
+        if rc != ib.IVG_EXIT_OK * 2 + 1:
+            return False, 'the real-mode guest exited with %d' % rc
+        return True, 'probe passed'
+
+    def kvm_probe_any(self):
+        """(usable, reason): the 32-bit guest, else the real-mode one"""
+        ok, why = self.kvm_probe()
+        if ok or not os.path.exists('/dev/kvm'):
+            return ok, why
+        ok16, why16 = self.kvm_probe16()
+        if not ok16:
+            return False, '%s; %s' % (why, why16)
+        self.kvm16 = True
+        return True, ('the 32-bit test guest does not run here (%s): KVM '
+                      'rows use the 16-bit real-mode guest, -M pc, 128 KiB '
+                      'of shared memory' % why)
+
     # --- one doorbell configuration ----------------------------------------
 
     def start_server(self, d, vectors, size=SHM_SIZE):
@@ -206,10 +243,12 @@ class Bench:
 
     def qemu_argv(self, binary, accel, name, d, device, extra=()):
         argv = [binary, '-name', name, '-accel', accel]
+        real16 = accel == 'kvm' and self.kvm16
         if accel == 'kvm':
             argv += ['-cpu', KVM_CPU]
-        argv += ['-M', 'q35', '-m', '64', '-smp', '1', '-nodefaults',
-                 '-display', 'none', '-no-reboot', '-bios', GUEST,
+        argv += ['-M', 'pc' if real16 else 'q35', '-m', '64', '-smp', '1',
+                 '-nodefaults', '-display', 'none', '-no-reboot', '-bios',
+                 GUEST16 if real16 else GUEST,
                  '-debugcon', 'file:%s/%s.con' % (d, name),
                  '-device', 'isa-debug-exit,iobase=0xf4,iosize=4',
                  '-qmp', 'unix:%s/%s.qmp,server=on,wait=off' % (d, name),
@@ -275,7 +314,14 @@ class Bench:
         binary = OURS if cfg['qemu'] == 'ours' else UPSTREAM
         dev = '%s,chardev=ivsh,vectors=1,%s' % (cfg['device'], cfg['opts'])
         res = {'tag': cfg['tag'], 'accel': accel}
-        server, sock = self.start_server(d, 1)
+        real16 = accel == 'kvm' and self.kvm16
+        if real16 and 'msi=off' in cfg['opts']:
+            shutil.rmtree(d, ignore_errors=True)
+            res.update(status='skipped', reason='the real-mode guest has '
+                       'no INTx (KVM runs only real-mode code here)')
+            return res
+        server, sock = self.start_server(d, 1, SHM_SIZE16 if real16
+                                         else SHM_SIZE)
         procs = [server]
         peer = None
         try:
@@ -896,7 +942,7 @@ def run(bench, o):
     sys.stderr.write('bench: %s mode; server: %s (%s)\n' % (
         o.mode, os.path.relpath(bench.server_path, ROOT), bench.server_note))
     kvm_ok, kvm_why = (False, 'not requested (--accel tcg)') \
-        if o.accel == 'tcg' else bench.kvm_probe()
+        if o.accel == 'tcg' else bench.kvm_probe_any()
     if o.accel == 'kvm' and not kvm_ok:
         sys.stderr.write('bench: KVM unusable: %s\n' % kvm_why)
         return 1
@@ -950,6 +996,20 @@ def run(bench, o):
     for accel, plan in join_plan:
         joins += bench.run_join(accel, plan)
 
+    # Where the KVM round trip goes against the floor (bench/kvm-gap.py)
+    kvm_gap = None
+    if 'kvm' in accels and not o.no_floors:
+        sys.stderr.write('bench: kvm-gap.py (floor vs device under each '
+                         'setting, interleaved)\n')
+        p = subprocess.run([sys.executable, os.path.join(BENCH,
+                                                         'kvm-gap.py'),
+                            '--reps', str(min(o.reps, 5)), '--count',
+                            str(min(o.count, 20000))],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
+        if p.returncode == 0:
+            kvm_gap = {'markdown': p.stdout}
+
     finished = datetime.datetime.now().astimezone()
     result = {
         'schema': 'ivsh-bench/1',
@@ -968,7 +1028,9 @@ def run(bench, o):
                               'version': ib.qemu_version(UPSTREAM)}},
         'server': {'path': os.path.relpath(bench.server_path, ROOT),
                    'style': bench.server_style, 'note': bench.server_note},
-        'guest': os.path.relpath(GUEST, ROOT),
+        'guest': os.path.relpath(GUEST, ROOT) + (
+            ' (TCG), %s (KVM, real mode, -M pc, 128 KiB shared memory)' %
+            os.path.relpath(GUEST16, ROOT) if bench.kvm16 else ''),
         'params': {
             'reps': o.reps, 'count': o.count, 'warmup': o.warmup,
             'host_count': o.host_count, 'host_warmup': o.host_warmup,
@@ -989,6 +1051,7 @@ def run(bench, o):
                    for f in floors},
         'runs': runs,
         'joins': joins,
+        'kvm_gap': kvm_gap,
     }
     report.finalize(result)
     os.makedirs(o.out, exist_ok=True)

@@ -305,9 +305,9 @@ isr_resp_\n:
     push    %gs
     mov     V_RESP_SEG, %gs
     mov     %gs:S_PING, %eax
-    mov     %eax, %es:S_PONG
+    mov     %eax, %es:S_PONG            /* pong, then ring back */
     mov     V_RESP_DB, %eax
-    mov     %eax, %fs:REG_DOORBELL      /* ring back, then the rest */
+    mov     %eax, %fs:REG_DOORBELL
     incl    %es:(S_IRQ_COUNT + 4 * \n)
     push    %ecx
     push    %edx
@@ -322,6 +322,25 @@ isr_resp_\n:
     iret
     .endm
 
+/*
+ * The initiator's handler while it times round trips: interrupts are on
+ * only in its "sti; hlt", where EAX, ECX and EDX are dead; the loop
+ * looks at the peer's pong (written before it rings back)
+ */
+    .macro  isr_pp n
+isr_pp_\n:
+    incl    %es:(S_IRQ_COUNT + 4 * \n)
+    mov     $MSR_EOI, %ecx
+    xor     %eax, %eax
+    xor     %edx, %edx
+    wrmsr
+    iret
+    .endm
+
+    isr_pp 0
+    isr_pp 1
+    isr_pp 2
+    isr_pp 3
     isr_plain 0
     isr_plain 1
     isr_plain 2
@@ -334,6 +353,9 @@ isr_resp_\n:
 isr_plain_table:
     .word   CS_OFF(isr_plain_0), CS_OFF(isr_plain_1)
     .word   CS_OFF(isr_plain_2), CS_OFF(isr_plain_3)
+isr_pp_table:
+    .word   CS_OFF(isr_pp_0), CS_OFF(isr_pp_1)
+    .word   CS_OFF(isr_pp_2), CS_OFF(isr_pp_3)
 isr_resp_table:
     .word   CS_OFF(isr_resp_0), CS_OFF(isr_resp_1)
     .word   CS_OFF(isr_resp_2), CS_OFF(isr_resp_3)
@@ -504,8 +526,11 @@ warm_done:
     mov     %edi, %ebp                  /* the doorbell value */
     shl     $16, %ebp
     or      %bx, %bp
+    mov     %cs:CS_OFF(isr_pp_table)(,%ebx,2), %ax
+    mov     %ax, IRQ_MSIX * 4(,%ebx,4)
+    mov     %ecx, %edi                  /* round trips done */
 pp_next:
-    cmp     V_COUNT, %ecx
+    cmp     V_COUNT, %edi
     je      pp_end
     inc     %esi
     rdtsc
@@ -513,7 +538,7 @@ pp_next:
     mov     %esi, %es:S_PING
     mov     %ebp, %fs:REG_DOORBELL
 pp_wait:
-    cmp     %gs:S_PONG, %esi
+    cmp     %gs:S_PONG, %esi            /* answered already: no halt */
     je      pp_got
     cmpw    $0, V_TFIRED
     jne     pp_timeout
@@ -548,7 +573,7 @@ pp_got:
     add     %edx, %eax
     pop     %ecx
 3:  addr32 incl %es:S_HIST(,%eax,4)
-    inc     %ecx
+    inc     %edi
     jmp     pp_next
 pp_timeout:
     mov     $ST_TIMEOUT, %ebp
@@ -556,6 +581,8 @@ pp_timeout:
 pp_end:
     xor     %ebp, %ebp
 pp_store:
+    mov     %edi, %ecx
+    call    ivt_plain
     rdtsc
     sub     V_START, %eax
     sbb     V_START + 4, %edx
