@@ -18,7 +18,8 @@
  *    is matched in KVM by an ioeventfd within the device's budget, else
  *    handled by ivsh_doorbell_ring();
  *  - our own eventfds become interrupts: MSI-X through KVM irqfds when
- *    the irqchip supports it, else through a QEMU fd handler; INTx
+ *    the irqchip supports it and MSI-X is enabled, else through a QEMU
+ *    fd handler; INTx
  *    (legacy, msi=off) sets IntrStatus bit 0.  A doorbell that arrives
  *    while its vector is masked, MSI-X is disabled or bus mastering is
  *    off becomes pending and is delivered when that changes, on both
@@ -452,10 +453,17 @@ static void ivsh_irqfd_disable(IvshState *s);
 static void ivsh_irqfd_enable(IvshState *s)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
-    KVMRouteChange c = kvm_irqchip_begin_route_changes(kvm_state);
+    KVMRouteChange c;
     uint32_t i, routes = 0;
     int ret;
 
+    /* What the handlers set pending, msix.c delivered on enable */
+    for (i = 0; i < s->vectors; i++) {
+        if (s->msi_vectors[i].notifier) {
+            ivsh_vector_handler_off(&s->msi_vectors[i]);
+        }
+    }
+    c = kvm_irqchip_begin_route_changes(kvm_state);
     for (i = 0; i < s->vectors; i++) {
         IvshVector *v = &s->msi_vectors[i];
         MSIMessage msg = msix_get_message(pdev, i);
@@ -480,21 +488,17 @@ static void ivsh_irqfd_enable(IvshState *s)
         /* Not expected: ivsh_vector_unmask() never fails */
         error_report("%s: cannot route MSI-X vectors through KVM irqfds",
                      ivsh_name(s));
-        ivsh_irqfd_disable(s);
-        for (i = 0; i < s->vectors; i++) {
-            if (s->msi_vectors[i].notifier) {
-                ivsh_vector_handler_on(&s->msi_vectors[i]);
-            }
-        }
+        ivsh_irqfd_disable(s);      /* QEMU delivers them all */
         return;
     }
     s->irqfd_active = true;
 }
 
 /*
- * MSI-X disabled, reset or unplug: detach every irqfd, remove the
- * fallback handlers and release every route, whatever state enabling
- * left behind.  Doorbells wait in the eventfds until MSI-X is enabled.
+ * MSI-X disabled, reset or unplug: detach every irqfd and release every
+ * route, whatever state enabling left behind.  While MSI-X is disabled,
+ * QEMU fd handlers take the doorbells, which msix.c makes pending in the
+ * PBA, as without KVM.
  */
 static void ivsh_irqfd_disable(IvshState *s)
 {
@@ -509,14 +513,14 @@ static void ivsh_irqfd_disable(IvshState *s)
         IvshVector *v = &s->msi_vectors[i];
 
         ivsh_vector_detach(v);
-        if (ivsh_use_irqfd(s) && v->handler) {
-            ivsh_vector_handler_off(v);
-        }
         if (v->virq >= 0) {
             kvm_irqchip_release_virq(kvm_state, v->virq);
             v->virq = -1;
         }
         v->msg = (MSIMessage) { 0 };
+        if (v->notifier) {
+            ivsh_vector_handler_on(v);
+        }
     }
 }
 
@@ -576,9 +580,9 @@ static void ivsh_own_vector_ready(IvshState *s, uint32_t vector,
     IvshVector *v = &s->msi_vectors[vector];
 
     v->notifier = n;
-    if (!ivsh_use_irqfd(s)) {
+    if (!ivsh_use_irqfd(s) || !s->irqfd_active) {
         ivsh_vector_handler_on(v);
-    } else if (s->irqfd_active && !msix_is_masked(pdev, vector)) {
+    } else if (!msix_is_masked(pdev, vector)) {
         ivsh_vector_unmask(pdev, vector, msix_get_message(pdev, vector));
     }
 }
