@@ -381,3 +381,282 @@ def send_msg(sock, value, fd=-1):
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                 array.array("i", [fd]).tobytes())]
     sock.sendmsg([struct.pack("<q", value)], anc)
+
+
+# --- QEMU without a guest: qtest ------------------------------------------
+
+class QtestVm:
+    """A QEMU run with "-accel qtest" and driven over its qtest socket
+    (memory, port I/O) and a QMP connection kept open (self.qmp), started
+    by @procs (a Procs).  @args are the machine's other options, e.g. a
+    chardev and an ivshmem-doorbell device."""
+
+    def __init__(self, procs, binary, name, args, machine="pc", mem="64M",
+                 timeout=20):
+        self.name = name
+        self.binary = binary
+        qpath = procs.path(name + ".qtest")
+        self.qmp_path = procs.path(name + ".qmp")
+        self.log = procs.path(name + ".log")
+        lsock = socket.socket(socket.AF_UNIX)
+        lsock.bind(qpath)
+        lsock.listen(1)
+        argv = [binary, "-M", machine, "-accel", "qtest", "-m", mem,
+                "-qtest", "unix:" + qpath, "-qtest-log", "/dev/null",
+                "-nodefaults", "-display", "none",
+                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        self.p = procs.spawn(argv + list(args), log=self.log)
+        self.pid = self.p.pid
+        try:
+            wait_for(lambda: select.select([lsock], [], [], 0.05)[0] or
+                     self.p.poll() is not None, timeout,
+                     f"{name} to connect to qtest")
+            if self.p.poll() is not None:
+                raise Fail(f"{name} exited ({self.p.returncode}): " +
+                           read_file(self.log)[-2000:])
+            self.q, _ = lsock.accept()
+        finally:
+            lsock.close()
+        self.qbuf = b""
+        self.qmp = Qmp(self.qmp_path, timeout=timeout)
+
+    def qtest(self, line, timeout=10):
+        """One qtest command: the words after "OK"."""
+        self.q.sendall(line.encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.qbuf:
+                ln, self.qbuf = self.qbuf.split(b"\n", 1)
+                ln = ln.decode(errors="replace")
+                if ln.startswith("IRQ"):
+                    continue
+                check(ln.startswith("OK"), f"{self.name}: qtest '{line}': "
+                      f"{ln}")
+                return ln.split()[1:]
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.q], [], [], left)[0]:
+                raise Fail(f"{self.name}: no qtest answer to '{line}' "
+                           f"within {timeout} s")
+            chunk = self.q.recv(65536)
+            if not chunk:
+                raise Fail(f"{self.name} closed qtest: " +
+                           read_file(self.log)[-2000:])
+            self.qbuf += chunk
+
+    def readl(self, addr):
+        return int(self.qtest(f"readl {addr:#x}")[0], 16)
+
+    def writel(self, addr, val):
+        self.qtest(f"writel {addr:#x} {val:#x}")
+
+    def read(self, addr, n):
+        return bytes.fromhex(self.qtest(f"read {addr:#x} {n}")[0][2:])
+
+    def write(self, addr, data):
+        self.qtest(f"write {addr:#x} {len(data)} 0x{data.hex()}")
+
+    def cfg_read(self, devfn, off, size=4):
+        self.qtest(f"outl 0xcf8 {0x80000000 | devfn << 8 | off & 0xfc:#x}")
+        op = {1: "inb", 2: "inw", 4: "inl"}[size]
+        return int(self.qtest(f"{op} {0xcfc + (off & 3):#x}")[0], 16)
+
+    def cfg_write(self, devfn, off, val, size=4):
+        self.qtest(f"outl 0xcf8 {0x80000000 | devfn << 8 | off & 0xfc:#x}")
+        op = {1: "outb", 2: "outw", 4: "outl"}[size]
+        self.qtest(f"{op} {0xcfc + (off & 3):#x} {val:#x}")
+
+    def cmd(self, name, timeout=2, **args):
+        """A QMP command that must answer within @timeout s"""
+        return self.qmp.cmd(name, timeout=timeout, **args)
+
+    def wait_event(self, name, timeout=10):
+        """Wait for QMP event @name (already received ones count)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.qmp.events):
+                if ev["event"] == name:
+                    return self.qmp.events.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fail(f"{self.name}: no {name} event within {timeout} s")
+            try:
+                r = self.qmp._recv(left)
+            except Fail:
+                continue
+            if "event" in r:
+                self.qmp.events.append(r)
+
+    def fds(self):
+        """(open fds, of which eventfds)"""
+        n = ev = 0
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            n += 1
+            try:
+                if os.readlink(f"/proc/{self.pid}/fd/{fd}") == \
+                        "anon_inode:[eventfd]":
+                    ev += 1
+            except OSError:
+                pass
+        return n, ev
+
+    def rss_kib(self):
+        return rss_kib(self.pid)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def kill(self):
+        _killpg(self.p)
+        self.p.wait()
+        self.close_sockets()
+
+    def close_sockets(self):
+        for s in (self.q, self.qmp.sock):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+class QtestIvsh:
+    """An ivshmem PCI function of a QtestVm, set up as a guest driver
+    would: BARs assigned, memory and bus mastering on, MSI-X entry v
+    writing MSI_DATA + v to MSI_ADDR + 4 * v of guest RAM (the libqos
+    way: a fired vector is a non-zero word there), masked ones showing
+    up in the PBA."""
+
+    MSI_ADDR = 0x200000
+    MSI_DATA = 0x4000
+
+    def __init__(self, vm, slot, bar0=0xfe000000, bar1=0xfe100000,
+                 bar2=0xc0000000):
+        self.vm, self.devfn = vm, slot << 3
+        self.bar0, self.bar1, self.bar2 = bar0, bar1, bar2
+        self.cap = self.nvec = None
+
+    def cfg_read(self, off, size=4):
+        return self.vm.cfg_read(self.devfn, off, size)
+
+    def cfg_write(self, off, val, size=4):
+        self.vm.cfg_write(self.devfn, off, val, size)
+
+    def setup(self):
+        """Assign the BARs, enable decoding and bus mastering; find the
+        MSI-X capability (None for devices without one)"""
+        ids = self.cfg_read(0)
+        check(ids == 0x11101af4, f"{self.vm.name}: no ivshmem at devfn "
+              f"{self.devfn:#x} ({ids:#x})")
+        self.cfg_write(0x10, self.bar0)
+        self.cfg_write(0x14, self.bar1)
+        self.cfg_write(0x18, self.bar2 | (self.cfg_read(0x18) & 0xf))
+        self.cfg_write(0x1c, 0)
+        self.cfg_write(0x04, self.cfg_read(0x04, 2) | 0x6, 2)
+        cap = self.cfg_read(0x34, 1) if self.cfg_read(0x06, 2) & 0x10 else 0
+        while cap and self.cfg_read(cap, 1) != 0x11:
+            cap = self.cfg_read(cap + 1, 1)
+        self.cap = cap or None
+        if cap:
+            self.nvec = (self.cfg_read(cap + 2, 2) & 0x7ff) + 1
+            table, pba = self.cfg_read(cap + 4), self.cfg_read(cap + 8)
+            check(table & 7 == 1 and pba & 7 == 1, "MSI-X not in BAR1")
+            self.table = self.bar1 + (table & ~7)
+            self.pba_addr = self.bar1 + (pba & ~7)
+
+    def msix_ctrl(self, enable, fmask):
+        """MSI-X Enable and Function Mask bits"""
+        ctrl = self.cfg_read(self.cap + 2, 2) & ~0xc000
+        self.cfg_write(self.cap + 2, ctrl | (0x8000 if enable else 0) |
+                       (0x4000 if fmask else 0), 2)
+
+    def bus_master(self, on):
+        cmd = self.cfg_read(0x04, 2)
+        self.cfg_write(0x04, cmd | 4 if on else cmd & ~4, 2)
+
+    def entry(self, v, masked):
+        """Point entry @v at its word of guest RAM, (un)masked"""
+        e = self.table + 16 * v
+        self.vm.writel(e, self.MSI_ADDR + 4 * v)
+        self.vm.writel(e + 4, 0)
+        self.vm.writel(e + 8, self.MSI_DATA + v)
+        self.vm.writel(e + 12, 1 if masked else 0)
+
+    def mask(self, v, masked):
+        self.vm.writel(self.table + 16 * v + 12, 1 if masked else 0)
+
+    def pba(self):
+        """The PBA as an integer, bit v = vector v pending"""
+        bits = 0
+        for w in range((self.nvec + 31) // 32):
+            bits |= self.vm.readl(self.pba_addr + 4 * w) << (32 * w)
+        return bits
+
+    def fired(self):
+        """The set of vectors whose word of guest RAM was written"""
+        raw = self.vm.read(self.MSI_ADDR, 4 * self.nvec)
+        got = set()
+        for v in range(self.nvec):
+            word = struct.unpack_from("<I", raw, 4 * v)[0]
+            if word:
+                check(word == self.MSI_DATA + v, f"{self.vm.name}: vector "
+                      f"{v} wrote {word:#x}")
+                got.add(v)
+        return got
+
+    def clear_fired(self):
+        self.vm.write(self.MSI_ADDR, bytes(4 * self.nvec))
+
+    def ivposition(self):
+        return self.vm.readl(self.bar0 + 8)
+
+    def doorbell(self, peer, vector):
+        self.vm.writel(self.bar0 + 12, peer << 16 | vector)
+
+    def shm_read(self, off, n):
+        return self.vm.read(self.bar2 + off, n)
+
+    def shm_write(self, off, data):
+        self.vm.write(self.bar2 + off, data)
+
+
+class HeldEventfds:
+    """The eventfds an ivshmem-doorbell device holds, as the spec's
+    protocol table says, for a device with @vectors on a server sending
+    @server_vectors per peer: of each peer (itself included) the first
+    min(vectors, server_vectors); with @budget (x-max-eventfds of the
+    project's device), an eventfd of another peer is taken only while
+    held + 1 + (own eventfds still to come) <= budget, and a peer whose
+    first eventfd does not fit is refused until it leaves.  QEMU 10.0's
+    device has no budget (None)."""
+
+    def __init__(self, vectors, server_vectors, budget=None):
+        self.vectors, self.nv, self.budget = vectors, server_vectors, budget
+        self.held = {}
+        self.refused = set()
+        self.own_id = None
+
+    def total(self):
+        return sum(self.held.values())
+
+    def receive(self, peer, own=False):
+        """The server sent all eventfds of @peer (own: our own)"""
+        if own:
+            self.own_id = peer
+        for _ in range(self.nv):
+            count = self.held.get(peer, 0)
+            if peer in self.refused or count >= self.vectors:
+                continue
+            room = 1
+            if not own:
+                room += self.vectors - self.held.get(self.own_id, 0)
+            if self.budget is not None and self.total() + room > self.budget:
+                if count == 0:
+                    self.refused.add(peer)
+                continue
+            self.held[peer] = count + 1
+
+    def leave(self, peer):
+        self.held.pop(peer, None)
+        self.refused.discard(peer)
+
+    def can_ring(self, peer, vector):
+        return vector < self.held.get(peer, 0)
