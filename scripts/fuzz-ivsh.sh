@@ -127,7 +127,7 @@ generic)
         ;;
     legacy)
         start_server 1
-        QEMU_FUZZ_ARGS="-M pc -nodefaults -chardev socket,id=c,path=$tmp/sock -device ivshmem,chardev=c,msi=off"
+        QEMU_FUZZ_ARGS="-M pc -nodefaults -chardev socket,id=c,path=$tmp/sock -device ivshmem,chardev=c,msi=off,size=1M"
         ;;
     *)
         echo "fuzz-ivsh: unknown type '$type' (plain, doorbell, legacy)" >&2
