@@ -105,7 +105,11 @@ static void ts_join(IvshTServer *ts, int id, int sock)
     }
     if (sock >= 0) {
         ts_send_eventfds(ts, sock, id);
-        ts->joined[ts->nr_joined++] = id;
+        /* The first TS_MAX_PEERS joins are kept; all are counted */
+        if (ts->nr_joined < TS_MAX_PEERS) {
+            ts->joined[ts->nr_joined] = id;
+        }
+        ts->nr_joined++;
     }
     g_cond_broadcast(&ts->cond);
 }
@@ -327,7 +331,7 @@ int ivsh_tserver_peer_id(IvshTServer *ts, unsigned i)
     int id;
 
     g_mutex_lock(&ts->lock);
-    g_assert(i < ts->nr_joined);
+    g_assert(i < MIN(ts->nr_joined, TS_MAX_PEERS));
     id = ts->joined[i];
     g_mutex_unlock(&ts->lock);
     return id;
