@@ -645,8 +645,9 @@ outside the device:
   instruction; the initiator's counts and EOIs, 6 instructions) and
   looks at the pong before it halts: 65 emulated instructions per round
   trip unpinned (76 pinned, where the initiator always halts), and
-  1.06x the floor of the same pinning when measured.  On VMX/SVM hosts
-  the guest runs natively and this term disappears.
+  1.06-1.13x the floor of the same pinning (unpinned, medians of
+  interleaved runs; 1.06 in a quieter run than the table's).  On
+  VMX/SVM hosts the guest runs natively and this term disappears.
 - **Pinning and CPU contention.**  kvm-floor pins its two vCPUs by
   default.  On an idle 2-CPU machine pinning each QEMU's vCPU to its own
   CPU halves the round trip (25-26 us against 47.5 in the issue); on a
@@ -659,6 +660,10 @@ outside the device:
   polling (module default 200 us, read-only here; QEMU 10.0 has no
   per-VM setting) catches some wake-ups.  `-overcommit cpu-pm=on` (HLT
   without an exit) changes nothing on kvm-pvm, where HLT is emulated.
+- **Noise.**  Other work on a 2-CPU machine moves a single run's p50 by
+  up to 3x (see the spreads); only ratios of interleaved runs mean
+  something there, and ours against QEMU 10.0's device stays within
+  0.94-1.01 (median of per-repetition ratios) under every setting.
 '''
 
 
@@ -690,7 +695,10 @@ def markdown(res, doc_dir=None):
          'kernel %s' % (m.get('cpu_model'), m.get('cpu_family_model'),
                         m.get('cpus_online'), m.get('mem_gib'),
                         m.get('debian'), m.get('kernel'))],
-        ['KVM', ('usable (%s)' % ', '.join(m.get('kvm_modules') or [])) if
+        ['KVM', ('usable (%s)%s' % (
+            ', '.join(m.get('kvm_modules') or []) or 'module unknown',
+            '; ' + res['kvm']['reason'] if res['kvm'].get('reason') not in
+            (None, '', 'probe passed') else '')) if
          res['kvm']['usable'] else 'unusable: %s; every device number is '
          'TCG' % res['kvm']['reason']],
         ['QEMU (ours)', '`%s`: %s' % (res['qemu']['ours']['path'],
@@ -758,6 +766,10 @@ def markdown(res, doc_dir=None):
                 if a is None:
                     continue
                 e = a.get(kind)
+                if not e and a.get('skipped'):
+                    rows.append([tag, accel] + ['-'] * 8 + [
+                        'skipped: %s' % a['skipped'][:70]])
+                    continue
                 if not e:
                     rows.append([tag, accel] + ['-'] * 8 + [
                         '%d/%d ok: %s' % (a['ok'], a['runs'],
