@@ -245,6 +245,17 @@ QEMU_QTESTS = [
 SURVEY = "tests/qtest/ivsh/ivsh-hostile-survey"
 
 
+def driver_timeout(path):
+    """A driver's own limit ("# run-tests timeout: N" near its top), or
+    300 s"""
+    with open(path, errors="replace") as f:
+        for line in f.readlines()[:20]:
+            m = re.match(r"#\s*run-tests timeout:\s*(\d+)", line)
+            if m:
+                return int(m.group(1))
+    return 300
+
+
 def drivers():
     """Every executable in scripts/tests.d/, in name order.  Each prints
     TAP and exits non-zero only on failure."""
@@ -309,7 +320,8 @@ def main():
             run_tap(res, name, [os.path.join(QEMU_BUILD, argv[0])] + argv[1:],
                     env, args.timeout or 300, cwd=QEMU_BUILD)
         for d in drivers():
-            run_tap(res, os.path.basename(d), [d], env, args.timeout or 300)
+            run_tap(res, os.path.basename(d), [d], env,
+                    args.timeout or driver_timeout(d))
 
     print_reports(res.reports)
     print(f"\nTotal time {time.monotonic() - start:.0f} s")
