@@ -418,7 +418,10 @@ class QtestVm:
         finally:
             lsock.close()
         self.qbuf = b""
-        self.qmp = Qmp(self.qmp_path, timeout=timeout)
+        try:
+            self.qmp = Qmp(self.qmp_path, timeout=timeout)
+        except (OSError, Fail) as e:
+            raise Fail(f"{name}: QMP: {e}: " + read_file(self.log)[-2000:])
 
     def qtest(self, line, timeout=10):
         """One qtest command: the words after "OK"."""
