@@ -52,7 +52,7 @@ static void ivsh_doorbell_realize(PCIDevice *pdev, Error **errp)
 fail:
     ivsh_conn_cleanup(s);
     /* The server sees this peer leave: no phantom peer for the others */
-    qemu_chr_fe_disconnect(&s->server_chr);
+    ivsh_conn_hangup(s);
 }
 
 static void ivsh_doorbell_exit(PCIDevice *pdev)
@@ -60,7 +60,7 @@ static void ivsh_doorbell_exit(PCIDevice *pdev)
     IvshState *s = IVSH_COMMON(pdev);
 
     ivsh_conn_cleanup(s);
-    qemu_chr_fe_disconnect(&s->server_chr);
+    ivsh_conn_hangup(s);
     ivsh_exit_common(s);
 }
 
@@ -105,6 +105,7 @@ static void ivsh_doorbell_class_init(ObjectClass *oc, void *data)
     dc->vmsd = &ivsh_doorbell_vmsd;
     dc->desc = "Inter-VM shared memory with doorbells (ivshmem server)";
     device_class_set_props(dc, ivsh_doorbell_properties);
+    ivsh_conn_add_property(oc);
 }
 
 static const TypeInfo ivsh_doorbell_types[] = {

@@ -23,6 +23,16 @@
 
 typedef struct IvshPeer IvshPeer;
 
+/* The ivshmem server connection, as the "connection" property shows it */
+typedef enum IvshConnState {
+    IVSH_CONN_NONE,             /* no server (memdev, shm=), not realized */
+    IVSH_CONN_CONNECTED,        /* set-up accepted, reading the server */
+    IVSH_CONN_DOWN,             /* connection lost (since conn_since) */
+    IVSH_CONN_SETUP,            /* connected again, reading a new set-up */
+    IVSH_CONN_REFUSED,          /* new set-up refused (conn_why): closed */
+    IVSH_CONN_STOPPED,          /* connected, no longer read (conn_why) */
+} IvshConnState;
+
 /* One of our own interrupt vectors */
 typedef struct IvshVector {
     IvshState *s;
@@ -69,8 +79,13 @@ struct IvshState {
     IvshClient client;
     IvshReader reader;
     int server_sock;            /* the chardev's socket, once connected */
-    bool server_broken;         /* stopped reading from the server */
-    bool server_gone;
+    IvshConnState conn_state;
+    char *conn_why;             /* IVSH_CONN_REFUSED, IVSH_CONN_STOPPED */
+    GDateTime *conn_since;      /* IVSH_CONN_DOWN, IVSH_CONN_SETUP */
+    int64_t reconnect_ms;       /* the chardev's reconnect-ms, or 0 */
+    dev_t shm_dev;              /* the server's shared memory: what a */
+    ino_t shm_ino;              /* new set-up must give again */
+    uint64_t shm_srv_size;
     bool shutting_down;         /* QEMU is exiting: not the server's doing */
     Notifier shutdown_notifier;
     MemoryRegion fd_shm;        /* BAR2 from an fd: server or shm= */
@@ -115,6 +130,8 @@ bool ivsh_conn_connect(IvshState *s, uint64_t map_size, Error **errp);
 bool ivsh_interrupts_init(IvshState *s, Error **errp);
 void ivsh_conn_start(IvshState *s);
 void ivsh_conn_cleanup(IvshState *s);
+void ivsh_conn_hangup(IvshState *s);
+void ivsh_conn_add_property(ObjectClass *oc);
 void ivsh_interrupts_reset(IvshState *s);
 void ivsh_doorbell_ring(IvshState *s, uint16_t peer, uint16_t vector);
 void ivsh_peers_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,

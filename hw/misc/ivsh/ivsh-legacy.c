@@ -155,7 +155,7 @@ static void ivsh_legacy_realize(PCIDevice *pdev, Error **errp)
 
     if (!ivsh_legacy_check(s, &size, errp)) {
         /* The server sees this peer leave: no phantom peer */
-        qemu_chr_fe_disconnect(&s->server_chr);
+        ivsh_conn_hangup(s);
         return;
     }
     chr = qemu_chr_fe_backend_connected(&s->server_chr);
@@ -190,7 +190,7 @@ static void ivsh_legacy_realize(PCIDevice *pdev, Error **errp)
 
 fail:
     ivsh_conn_cleanup(s);
-    qemu_chr_fe_disconnect(&s->server_chr);
+    ivsh_conn_hangup(s);
     ivsh_release_memdev(s);
 }
 
@@ -199,7 +199,7 @@ static void ivsh_legacy_exit(PCIDevice *pdev)
     IvshState *s = IVSH_COMMON(pdev);
 
     ivsh_conn_cleanup(s);
-    qemu_chr_fe_disconnect(&s->server_chr);
+    ivsh_conn_hangup(s);
     ivsh_exit_common(s);
     ivsh_release_memdev(s);
 }
@@ -274,6 +274,7 @@ static void ivsh_legacy_class_init(ObjectClass *oc, void *data)
     dc->vmsd = &ivsh_legacy_vmsd;
     dc->desc = "Inter-VM shared memory (original interface)";
     device_class_set_props(dc, ivsh_legacy_properties);
+    ivsh_conn_add_property(oc);
 }
 
 static const TypeInfo ivsh_legacy_types[] = {

@@ -7,13 +7,21 @@
  *
  *  - set-up (version, own ID, shared memory) is read synchronously in
  *    realize, by polling the socket with a deadline (x-setup-timeout), so
- *    a stalled server fails realize instead of hanging QEMU;
+ *    a stalled server fails realize instead of hanging QEMU; a chardev
+ *    with reconnect-ms= is waited for (and redialled) within the same
+ *    deadline;
  *  - later messages (peers' eventfds, disconnects) arrive through the
  *    chardev handlers; a message the decoder drops is logged (the first
  *    few) and ignored, and after a fatal one, or when the connection
  *    closes, or when QEMU is about to run out of file descriptors, the
  *    device stops reading from the server but keeps its memory and the
  *    peers it knows;
+ *  - with reconnect-ms=, the chardev dials again after the connection
+ *    closed; the new set-up is read from the event loop and accepted only
+ *    with the same ID and the same shared memory object (else the device
+ *    hangs up for good, see ivsh_conn_refuse()); each peer announced
+ *    again gets its new eventfds swapped in, vector by vector
+ *    (ivsh_peer_swap_eventfd()), the others keep theirs;
  *  - a peer's eventfds ring that peer: a Doorbell write to (peer, vector)
  *    is matched in KVM by an ioeventfd within the device's budget, else
  *    handled by ivsh_doorbell_ring();
@@ -47,6 +55,7 @@
 #include "qemu/timer.h"
 #include "qapi/error.h"
 #include "chardev/char-socket.h"
+#include "io/task.h"
 #include "hw/core/cpu.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/msi.h"
@@ -625,22 +634,22 @@ static gint ivsh_file_cmp(gconstpointer a, gconstpointer b, gpointer opaque)
 /*
  * Refuse an eventfd the device already holds under another peer or
  * vector: two consumers of one counter would each take a random share of
- * its doorbells (and KVM refuses a second irqfd on it).
+ * its doorbells (and KVM refuses a second irqfd on it).  The file that
+ * (@id, @vector) itself holds is no duplicate: a server restarted with
+ * systemd's fd store sends the same eventfds again.  The caller records
+ * the fd in eventfd_files.
  */
 static bool ivsh_eventfd_unique(IvshState *s, uint16_t id, uint32_t vector,
                                 int fd)
 {
+    uint32_t slot = (uint32_t)id << 16 | vector, other;
     g_autofree char *msg = NULL;
     gpointer val;
-    uint32_t other;
 
-    if (!s->eventfd_files) {
-        return true;
-    }
-    if (!g_tree_lookup_extended(s->eventfd_files, GINT_TO_POINTER(fd), NULL,
-                                &val)) {
-        g_tree_insert(s->eventfd_files, GINT_TO_POINTER(fd),
-                      GUINT_TO_POINTER((uint32_t)id << 16 | vector));
+    if (!s->eventfd_files ||
+        !g_tree_lookup_extended(s->eventfd_files, GINT_TO_POINTER(fd), NULL,
+                                &val) ||
+        GPOINTER_TO_UINT(val) == slot) {
         return true;
     }
     other = GPOINTER_TO_UINT(val);
@@ -651,6 +660,35 @@ static bool ivsh_eventfd_unique(IvshState *s, uint16_t id, uint32_t vector,
     ivsh_conn_report_drop(s, msg);
     return false;
 }
+
+static void ivsh_eventfd_record(IvshState *s, uint16_t id, uint32_t vector,
+                                EventNotifier *n)
+{
+    if (s->eventfd_files) {
+        g_tree_insert(s->eventfd_files,
+                      GINT_TO_POINTER(event_notifier_get_fd(n)),
+                      GUINT_TO_POINTER((uint32_t)id << 16 | vector));
+    }
+}
+
+static void ivsh_eventfd_forget(IvshState *s, EventNotifier *n)
+{
+    if (s->eventfd_files) {
+        g_tree_remove(s->eventfd_files,
+                      GINT_TO_POINTER(event_notifier_get_fd(n)));
+    }
+}
+
+static EventNotifier *ivsh_eventfd_new(int fd)
+{
+    EventNotifier *n = g_new0(EventNotifier, 1);
+
+    event_notifier_init_fd(n, fd);
+    g_unix_set_fd_nonblocking(fd, true, NULL);
+    return n;
+}
+
+static void ivsh_peer_ioeventfd(IvshState *s, IvshPeer *p, uint32_t vector);
 
 static void ivsh_peer_add_eventfd(IvshState *s, uint16_t id, uint32_t vector,
                                   int fd)
@@ -674,9 +712,8 @@ static void ivsh_peer_add_eventfd(IvshState *s, uint16_t id, uint32_t vector,
         close(fd);
         return;
     }
-    n = g_new0(EventNotifier, 1);
-    event_notifier_init_fd(n, fd);
-    g_unix_set_fd_nonblocking(fd, true, NULL);
+    n = ivsh_eventfd_new(fd);
+    ivsh_eventfd_record(s, id, vector, n);
     p->vec[vector] = n;
     trace_ivsh_peer_eventfd(id, vector);
 
@@ -688,7 +725,73 @@ static void ivsh_peer_add_eventfd(IvshState *s, uint16_t id, uint32_t vector,
         s->eventfds_counted++;
         ivsh_eventfds_all++;
     }
-    if (!s->ioeventfd || !kvm_enabled() ||
+    ivsh_peer_ioeventfd(s, p, vector);
+}
+
+/*
+ * After a reconnection: @fd is the new eventfd of @p's @vector, which had
+ * one from an earlier connection (or a refused duplicate, NULL).  The new
+ * one takes over: the ioeventfd (removed and added in two memory
+ * transactions: KVM refuses two ioeventfds for one doorbell, and QEMU
+ * aborts then), our own vector's irqfd or fd handler, and a doorbell that
+ * reached the old own eventfd but was not delivered yet.  The old fd is
+ * closed.  A duplicate of another slot is refused and the old one kept.
+ */
+static void ivsh_peer_swap_eventfd(IvshState *s, IvshPeer *p,
+                                   uint32_t vector, int fd)
+{
+    EventNotifier *old = p->vec[vector], *n;
+    bool own = p->id == s->vm_id;
+    bool rewire = old && vector < p->nr_ioeventfd;
+    uint64_t pending = 0;
+
+    if (!ivsh_eventfd_unique(s, p->id, vector, fd)) {
+        close(fd);
+        return;
+    }
+    n = ivsh_eventfd_new(fd);
+    trace_ivsh_peer_eventfd_swap(p->id, vector, !!old);
+    if (old) {
+        /* While both are open: the same file counts as equal */
+        ivsh_eventfd_forget(s, old);
+    }
+    ivsh_eventfd_record(s, p->id, vector, n);
+    if (rewire) {
+        memory_region_del_eventfd(&s->mmio, IVSH_REG_DOORBELL, 4, true,
+                                  IVSH_DOORBELL(p->id, vector), old);
+        memory_region_add_eventfd(&s->mmio, IVSH_REG_DOORBELL, 4, true,
+                                  IVSH_DOORBELL(p->id, vector), n);
+    }
+    if (own) {
+        if (old) {
+            ivsh_own_vector_release(s, vector);
+            pending = ivsh_efd_read(event_notifier_get_fd(old));
+        }
+        ivsh_own_vector_ready(s, vector, n);
+        if (pending) {
+            ivsh_vector_deliver(s, &s->msi_vectors[vector]);
+        }
+    } else if (!old) {
+        p->held++;
+        s->eventfds_counted++;
+        ivsh_eventfds_all++;
+    }
+    p->vec[vector] = n;
+    if (old) {
+        event_notifier_cleanup(old);
+        g_free(old);
+    }
+    if (!rewire) {
+        ivsh_peer_ioeventfd(s, p, vector);
+    }
+}
+
+/* Give @p's @vector an ioeventfd if the next one in order is due */
+static void ivsh_peer_ioeventfd(IvshState *s, IvshPeer *p, uint32_t vector)
+{
+    EventNotifier *n = p->vec[vector];
+
+    if (!s->ioeventfd || !kvm_enabled() || !n ||
         p->nr_ioeventfd != vector) {
         return;
     }
@@ -704,7 +807,7 @@ static void ivsh_peer_add_eventfd(IvshState *s, uint16_t id, uint32_t vector,
         return;
     }
     memory_region_add_eventfd(&s->mmio, IVSH_REG_DOORBELL, 4, true,
-                              IVSH_DOORBELL(id, vector), n);
+                              IVSH_DOORBELL(p->id, vector), n);
     p->nr_ioeventfd++;
     s->nr_ioeventfds++;
     ivsh_ioeventfds_in_use++;
@@ -734,10 +837,7 @@ static void ivsh_peer_free(IvshState *s, IvshPeer *p)
         if (!p->vec[i]) {
             continue;
         }
-        if (s->eventfd_files) {
-            g_tree_remove(s->eventfd_files,
-                          GINT_TO_POINTER(event_notifier_get_fd(p->vec[i])));
-        }
+        ivsh_eventfd_forget(s, p->vec[i]);
         event_notifier_cleanup(p->vec[i]);
         g_free(p->vec[i]);
     }
@@ -778,7 +878,14 @@ static void ivsh_conn_event(IvshState *s, const IvshEvent *ev)
 
     switch (ev->kind) {
     case IVSH_EV_EVENTFD:
-        ivsh_peer_add_eventfd(s, ev->peer, ev->vector, ev->fd);
+        p = ivsh_peer_find(s, ev->peer);
+        if (ev->replaces) {
+            /* The decoder counts what the device received */
+            assert(p && ev->vector < p->nr);
+            ivsh_peer_swap_eventfd(s, p, ev->vector, ev->fd);
+        } else {
+            ivsh_peer_add_eventfd(s, ev->peer, ev->vector, ev->fd);
+        }
         break;
     case IVSH_EV_PEER_GONE:
         p = ivsh_peer_find(s, ev->peer);
@@ -820,14 +927,166 @@ static bool ivsh_eventfd_budget(IvshState *s)
     return max < s->max_eventfds;
 }
 
+static const char *const ivsh_conn_state_names[] = {
+    [IVSH_CONN_NONE] = "none",
+    [IVSH_CONN_CONNECTED] = "connected",
+    [IVSH_CONN_DOWN] = "disconnected",
+    [IVSH_CONN_SETUP] = "reading a new set-up",
+    [IVSH_CONN_REFUSED] = "refused",
+    [IVSH_CONN_STOPPED] = "stopped reading",
+};
+
+/* Move to @state; @why says why for IVSH_CONN_REFUSED and _STOPPED */
+static void ivsh_conn_set_state(IvshState *s, IvshConnState state,
+                                const char *why)
+{
+    if (state != IVSH_CONN_DOWN && state != IVSH_CONN_SETUP) {
+        g_clear_pointer(&s->conn_since, g_date_time_unref);
+    } else if (!s->conn_since) {
+        s->conn_since = g_date_time_new_now_utc();
+    }
+    g_free(s->conn_why);
+    s->conn_why = g_strdup(why);
+    s->conn_state = state;
+    trace_ivsh_conn_state(ivsh_conn_state_names[state], why ? why : "");
+}
+
+/* Whether messages from the server are read */
+static bool ivsh_conn_reading(IvshState *s)
+{
+    return s->conn_state == IVSH_CONN_CONNECTED ||
+           s->conn_state == IVSH_CONN_SETUP;
+}
+
+/* The "connection" property */
+static char *ivsh_conn_describe(IvshState *s)
+{
+    g_autofree char *since = NULL;
+
+    switch (s->conn_state) {
+    case IVSH_CONN_CONNECTED:
+        return g_strdup("connected");
+    case IVSH_CONN_DOWN:
+    case IVSH_CONN_SETUP:
+        since = g_date_time_format_iso8601(s->conn_since);
+        if (s->conn_state == IVSH_CONN_SETUP) {
+            return g_strdup_printf("disconnected since %s, reading a new "
+                                   "set-up", since);
+        }
+        if (s->reconnect_ms) {
+            return g_strdup_printf("disconnected since %s, reconnecting "
+                                   "every %" PRId64 " ms", since,
+                                   s->reconnect_ms);
+        }
+        return g_strdup_printf("disconnected since %s, not reconnecting "
+                               "(no reconnect-ms on the chardev)", since);
+    case IVSH_CONN_REFUSED:
+        return g_strdup_printf("refused: %s", s->conn_why);
+    case IVSH_CONN_STOPPED:
+        return g_strdup_printf("stopped reading: %s", s->conn_why);
+    default:
+        return g_strdup("none");
+    }
+}
+
+static char *ivsh_conn_prop_get(Object *obj, Error **errp)
+{
+    return ivsh_conn_describe(IVSH_COMMON(obj));
+}
+
+void ivsh_conn_add_property(ObjectClass *oc)
+{
+    object_class_property_add_str(oc, "connection", ivsh_conn_prop_get,
+                                  NULL);
+    object_class_property_set_description(oc, "connection",
+        "The ivshmem server connection (read-only): connected, "
+        "disconnected since TIME, refused: REASON, stopped reading: "
+        "REASON, or none");
+}
+
+/* The chardev's socket now, or -1 */
+static int ivsh_chr_sock(IvshState *s)
+{
+    Chardev *chr = qemu_chr_fe_get_driver(&s->server_chr);
+    SocketChardev *sc = chr ? (SocketChardev *)object_dynamic_cast(
+                                  OBJECT(chr), TYPE_CHARDEV_SOCKET) : NULL;
+
+    return sc && sc->sioc ? sc->sioc->fd : -1;
+}
+
+/*
+ * A new set-up after a reconnection is refused: close the connection and
+ * stop dialling (a server that keeps sending what we refuse would be
+ * dialled every reconnect-ms forever).  One error; the device keeps what
+ * it has.
+ */
+static void ivsh_conn_refuse(IvshState *s, const char *why)
+{
+    ivsh_conn_set_state(s, IVSH_CONN_REFUSED, why);
+    memset(&s->reader, 0, sizeof(s->reader));
+    error_report("%s: the ivshmem server's new set-up is refused: %s; the "
+                 "device stays disconnected (it does not dial again) and "
+                 "keeps the shared memory and %u known peers", ivsh_name(s),
+                 why, ivsh_client_nr_peers(&s->client));
+    ivsh_conn_hangup(s);
+}
+
+/*
+ * A message of the set-up of a new connection (ivsh_conn_opened()): the
+ * same ID and the same shared memory object (device and inode, and size)
+ * as at realize, or the set-up is refused.  The memory is not mapped
+ * again: the new fd is closed.
+ */
+static void ivsh_conn_resetup(IvshState *s, IvshVerdict verdict,
+                              IvshEvent *ev, GError *err)
+{
+    g_autofree char *why = NULL;
+    struct stat st;
+
+    if (verdict != IVSH_OK) {
+        why = g_strdup(err->message);
+    } else if (ev->kind == IVSH_EV_OWN_ID && ev->peer != s->vm_id) {
+        why = g_strdup_printf("the server gave ID %u, this device has ID %u",
+                              ev->peer, s->vm_id);
+    } else if (ev->kind == IVSH_EV_SHM) {
+        if (fstat(ev->fd, &st) < 0) {
+            why = g_strdup_printf("cannot stat its shared memory: %s",
+                                  strerror(errno));
+        } else if (st.st_dev != s->shm_dev || st.st_ino != s->shm_ino) {
+            why = g_strdup("the server has other shared memory (not the "
+                           "object this device maps)");
+        } else if (ev->size != s->shm_srv_size) {
+            why = g_strdup_printf("the server's shared memory has %" PRIu64
+                                  " bytes, it had %" PRIu64, ev->size,
+                                  s->shm_srv_size);
+        }
+        close(ev->fd);
+        if (!why) {
+            ivsh_conn_set_state(s, IVSH_CONN_CONNECTED, NULL);
+            trace_ivsh_conn_connected(s->vm_id, ev->size);
+            info_report("%s: reconnected to the ivshmem server: ID %u, the "
+                        "same shared memory", ivsh_name(s), s->vm_id);
+        }
+    }
+    if (why) {
+        ivsh_conn_refuse(s, why);
+    }
+}
+
 static void ivsh_conn_msg(IvshState *s, int64_t msg, int fd)
 {
     g_autoptr(GError) err = NULL;
     bool by_rlimit = ivsh_eventfd_budget(s);
+    IvshVerdict verdict;
     IvshEvent ev;
 
     trace_ivsh_conn_msg(msg, fd);
-    switch (ivsh_client_handle(&s->client, msg, fd, &ev, &err)) {
+    verdict = ivsh_client_handle(&s->client, msg, fd, &ev, &err);
+    if (s->conn_state == IVSH_CONN_SETUP) {
+        ivsh_conn_resetup(s, verdict, &ev, err);
+        return;
+    }
+    switch (verdict) {
     case IVSH_OK:
         ivsh_conn_event(s, &ev);
         break;
@@ -846,7 +1105,7 @@ static void ivsh_conn_msg(IvshState *s, int64_t msg, int fd)
                      "keeping the shared memory and %u known peers",
                      ivsh_name(s), err->message,
                      ivsh_client_nr_peers(&s->client));
-        s->server_broken = true;
+        ivsh_conn_set_state(s, IVSH_CONN_STOPPED, err->message);
         break;
     }
 }
@@ -878,7 +1137,7 @@ static int ivsh_conn_can_receive(void *opaque)
     IvshState *s = opaque;
     uint64_t limit = 0;
 
-    if (s->server_broken) {
+    if (!ivsh_conn_reading(s)) {
         return 0;
     }
     if (!ivsh_fd_headroom(s->server_sock, &limit)) {
@@ -888,7 +1147,8 @@ static int ivsh_conn_can_receive(void *opaque)
                      "the ivshmem server, keeping the shared memory and %u "
                      "known peers", ivsh_name(s), IVSH_FD_HEADROOM, limit,
                      ivsh_client_nr_peers(&s->client));
-        s->server_broken = true;
+        ivsh_conn_set_state(s, IVSH_CONN_STOPPED, "QEMU is running out of "
+                            "file descriptors");
         return 0;
     }
     return ivsh_reader_want(&s->reader);
@@ -901,7 +1161,7 @@ static void ivsh_conn_read(void *opaque, const uint8_t *buf, int size)
     int64_t msg;
     size_t n;
 
-    while (size > 0 && !s->server_broken) {
+    while (size > 0 && ivsh_conn_reading(s)) {
         n = ivsh_reader_feed(&s->reader, buf, size, &complete, &msg);
         buf += n;
         size -= n;
@@ -911,26 +1171,68 @@ static void ivsh_conn_read(void *opaque, const uint8_t *buf, int size)
     }
 }
 
+/*
+ * The connection closed.  Called with the chardev's write lock held: no
+ * chardev calls here.  The device keeps its memory and the peers it
+ * knows; a message cut short, and the fd that came with it (the chardev
+ * closes the fds nobody took), belong to the old connection: whatever
+ * comes on another one starts with a new set-up, which must never be
+ * read as the rest of the old stream.
+ */
+static void ivsh_conn_closed(IvshState *s)
+{
+    bool was_up = s->conn_state == IVSH_CONN_CONNECTED ||
+                  s->conn_state == IVSH_CONN_STOPPED;
+
+    memset(&s->reader, 0, sizeof(s->reader));
+    if (s->conn_state == IVSH_CONN_NONE ||
+        s->conn_state == IVSH_CONN_REFUSED) {
+        return;
+    }
+    trace_ivsh_conn_stop("connection closed");
+    ivsh_conn_set_state(s, IVSH_CONN_DOWN, NULL);
+    if (!was_up || s->shutting_down) {
+        return;
+    }
+    if (s->reconnect_ms) {
+        warn_report("%s: the ivshmem server closed the connection; keeping "
+                    "the shared memory and %u known peers, reconnecting "
+                    "every %" PRId64 " ms", ivsh_name(s),
+                    ivsh_client_nr_peers(&s->client), s->reconnect_ms);
+    } else {
+        warn_report("%s: the ivshmem server closed the connection; keeping "
+                    "the shared memory and %u known peers (not "
+                    "reconnecting: the chardev has no reconnect-ms)",
+                    ivsh_name(s), ivsh_client_nr_peers(&s->client));
+    }
+}
+
+/*
+ * The chardev connected again (reconnect-ms=): read the new set-up from
+ * the event loop, with the decoder restarted (the peers it knew become
+ * stale until announced again).  The OPENED event of the connection
+ * realize used (sent when the handlers are installed) is ignored.
+ */
+static void ivsh_conn_opened(IvshState *s)
+{
+    if (s->conn_state != IVSH_CONN_DOWN) {
+        return;
+    }
+    s->server_sock = ivsh_chr_sock(s);
+    memset(&s->reader, 0, sizeof(s->reader));
+    ivsh_client_restart(&s->client);
+    ivsh_conn_set_state(s, IVSH_CONN_SETUP, NULL);
+}
+
 static void ivsh_conn_chr_event(void *opaque, QEMUChrEvent event)
 {
     IvshState *s = opaque;
 
-    if (event != CHR_EVENT_CLOSED) {
-        return;
+    if (event == CHR_EVENT_CLOSED) {
+        ivsh_conn_closed(s);
+    } else if (event == CHR_EVENT_OPENED) {
+        ivsh_conn_opened(s);
     }
-    /*
-     * Whatever comes on another connection would start with a new
-     * set-up, which the running decoder must never read as peer events.
-     */
-    trace_ivsh_conn_stop("connection closed");
-    s->server_broken = true;
-    memset(&s->reader, 0, sizeof(s->reader));
-    if (!s->server_gone && !s->shutting_down) {
-        warn_report("%s: the ivshmem server closed the connection; keeping "
-                    "the shared memory and %u known peers", ivsh_name(s),
-                    ivsh_client_nr_peers(&s->client));
-    }
-    s->server_gone = true;
 }
 
 /* Read one message during set-up, waiting at most until @deadline (ms). */
@@ -971,17 +1273,13 @@ static bool ivsh_setup_recv(IvshState *s, int sock, int64_t deadline,
 }
 
 /*
- * A socket chardev the device cannot use, or NULL.  The device reads one
- * set-up per connection: no reconnection (issue 14 will add it here), no
- * listening socket (any local process could become the server), and no
- * protocol layer that cannot pass file descriptors.
+ * A socket chardev the device cannot use, or NULL.  No listening socket
+ * (any local process could become the server), and no protocol layer
+ * that cannot pass file descriptors.  reconnect-ms= is fine: the device
+ * reads each new connection's set-up (see ivsh_conn_opened()).
  */
 static const char *ivsh_chr_refused(SocketChardev *sc)
 {
-    if (sc->reconnect_time_ms) {
-        return "reconnects (reconnect-ms=): the device cannot follow a new "
-               "connection";
-    }
     if (sc->is_websock) {
         return "is a WebSocket: ivshmem servers pass file descriptors over "
                "a plain socket";
@@ -990,10 +1288,77 @@ static const char *ivsh_chr_refused(SocketChardev *sc)
         return "speaks telnet: ivshmem servers pass file descriptors over a "
                "plain socket";
     }
+    if (sc->is_listen) {
+        return "listens for connections (server=on): the device is a "
+               "client of the ivshmem server";
+    }
     return NULL;
 }
 
-static bool ivsh_chr_check(IvshState *s, int *sock, Error **errp)
+/*
+ * Let a connection attempt of a reconnect-ms= chardev that runs in a
+ * thread complete, with its completion handler (the state is then
+ * CONNECTED, or DISCONNECTED with the redial timer armed).  This is what
+ * char-socket.c's tcp_chr_wait_connected() does first.  A UNIX socket
+ * connect() returns at once, unless the server's backlog is full.
+ */
+static void ivsh_chr_settle(Chardev *chr, SocketChardev *sc)
+{
+    if (sc->state == TCP_CHARDEV_STATE_CONNECTING && sc->connect_task) {
+        g_main_context_acquire(chr->gcontext);
+        qio_task_wait_thread(sc->connect_task);
+        g_main_context_release(chr->gcontext);
+    }
+}
+
+/*
+ * Realize with a reconnect-ms= chardev: it connects asynchronously, and
+ * dials again from the event loop, which does not run during realize.
+ * Wait for the attempt in flight, then dial synchronously every
+ * reconnect-ms until @deadline (ms) through qemu_chr_fe_wait_connected()
+ * with the chardev's reconnect-ms set to 0 for the call (with it, that
+ * function dials forever while the server is down).
+ */
+static bool ivsh_chr_wait_connected(IvshState *s, Chardev *chr,
+                                    SocketChardev *sc, int64_t deadline,
+                                    Error **errp)
+{
+    int64_t interval = sc->reconnect_time_ms, left;
+    g_autofree char *last = NULL;
+    Error *err = NULL;
+    bool first = true;
+
+    ivsh_chr_settle(chr, sc);
+    while (sc->state != TCP_CHARDEV_STATE_CONNECTED) {
+        left = deadline - g_get_monotonic_time() / 1000;
+        if (left <= 0) {
+            error_setg(errp, "cannot connect to the ivshmem server within "
+                       "x-setup-timeout (%u ms)%s%s", s->setup_timeout_ms,
+                       last ? ": " : "", last ? last : "");
+            error_append_hint(errp, "The device needs the server's set-up "
+                              "to be created; it follows the server through "
+                              "restarts afterwards.\n");
+            return false;
+        }
+        if (!first) {
+            g_usleep(MIN(MAX(interval, 10), left) * 1000);
+        }
+        first = false;
+        trace_ivsh_conn_dial(chr->label, left);
+        sc->reconnect_time_ms = 0;
+        if (qemu_chr_fe_wait_connected(&s->server_chr, &err) < 0) {
+            g_free(last);
+            last = g_strdup(error_get_pretty(err));
+            error_free(err);
+            err = NULL;
+        }
+        sc->reconnect_time_ms = interval;
+    }
+    return true;
+}
+
+static bool ivsh_chr_check(IvshState *s, int64_t deadline, int *sock,
+                           Error **errp)
 {
     Chardev *chr = qemu_chr_fe_get_driver(&s->server_chr);
     SocketChardev *sc;
@@ -1020,21 +1385,50 @@ static bool ivsh_chr_check(IvshState *s, int *sock, Error **errp)
                           "-chardev socket,path=SOCKET.\n");
         return false;
     }
+    if (sc->reconnect_time_ms &&
+        !ivsh_chr_wait_connected(s, chr, sc, deadline, errp)) {
+        return false;
+    }
     if (sc->state != TCP_CHARDEV_STATE_CONNECTED || !sc->sioc) {
         error_setg(errp, "chardev '%s' is not connected to an ivshmem "
                    "server", chr->label);
         return false;
     }
-    if (sc->is_listen) {
-        error_setg(errp, "chardev '%s' listens for connections "
-                   "(server=on): the device is a client of the ivshmem "
-                   "server", chr->label);
-        error_append_hint(errp, "Connect to the ivshmem server with "
-                          "-chardev socket,path=SOCKET.\n");
-        return false;
-    }
+    s->reconnect_ms = sc->reconnect_time_ms;
     *sock = sc->sioc->fd;
     return true;
+}
+
+/*
+ * Close the server connection for good: a failed realize, an unplug, a
+ * refused set-up.  A reconnect-ms= chardev would dial again (the server
+ * would get a phantom peer, or a refused server would be dialled every
+ * reconnect-ms forever), and QEMU 10.0's socket chardev has no call to
+ * stop that: once any attempt in flight has completed (its failure arms
+ * the timer), its reconnect-ms is set to 0, so that no disconnect arms
+ * the timer again, and an armed redial timer is removed, as
+ * char-socket.c's own tcp_chr_reconn_timer_cancel() does.  The chardev
+ * stays, unconnected, until chardev-remove.
+ */
+void ivsh_conn_hangup(IvshState *s)
+{
+    Chardev *chr = qemu_chr_fe_get_driver(&s->server_chr);
+    SocketChardev *sc = chr ? (SocketChardev *)object_dynamic_cast(
+                                  OBJECT(chr), TYPE_CHARDEV_SOCKET) : NULL;
+
+    if (sc && sc->reconnect_time_ms) {
+        ivsh_chr_settle(chr, sc);
+        qemu_mutex_lock(&chr->chr_write_lock);
+        sc->reconnect_time_ms = 0;
+        if (sc->reconnect_timer) {
+            g_source_destroy(sc->reconnect_timer);
+            g_source_unref(sc->reconnect_timer);
+            sc->reconnect_timer = NULL;
+        }
+        qemu_mutex_unlock(&chr->chr_write_lock);
+        trace_ivsh_conn_no_redial(chr->label);
+    }
+    qemu_chr_fe_disconnect(&s->server_chr);
 }
 
 /* Check the properties of the server connection; nothing allocated */
@@ -1103,10 +1497,12 @@ bool ivsh_conn_connect(IvshState *s, uint64_t map_size, Error **errp)
     g_autoptr(GError) err = NULL;
     int sock, fd, shm_fd = -1;
     uint64_t shm_size = 0;
+    struct stat st;
     IvshEvent ev;
     int64_t msg;
 
-    if (!ivsh_conn_check_props(s, errp) || !ivsh_chr_check(s, &sock, errp)) {
+    if (!ivsh_conn_check_props(s, errp) ||
+        !ivsh_chr_check(s, deadline, &sock, errp)) {
         return false;
     }
     s->server_sock = sock;
@@ -1137,6 +1533,16 @@ bool ivsh_conn_connect(IvshState *s, uint64_t map_size, Error **errp)
         }
     }
 
+    /* What a set-up after a reconnection must give again */
+    if (fstat(shm_fd, &st) < 0) {
+        error_setg_errno(errp, errno, "cannot stat the ivshmem server's "
+                         "shared memory");
+        close(shm_fd);
+        return false;
+    }
+    s->shm_dev = st.st_dev;
+    s->shm_ino = st.st_ino;
+    s->shm_srv_size = shm_size;
     if (map_size > shm_size) {
         error_setg(errp, "the ivshmem server's shared memory (%" PRIu64
                    " bytes) is smaller than size (%" PRIu64 " bytes)",
@@ -1186,6 +1592,7 @@ void ivsh_conn_start(IvshState *s)
 {
     s->shutdown_notifier.notify = ivsh_shutdown_notify;
     qemu_register_shutdown_notifier(&s->shutdown_notifier);
+    ivsh_conn_set_state(s, IVSH_CONN_CONNECTED, NULL);
     qemu_chr_fe_set_handlers(&s->server_chr, ivsh_conn_can_receive,
                              ivsh_conn_read, ivsh_conn_chr_event, NULL,
                              s, NULL, true);
@@ -1259,6 +1666,7 @@ void ivsh_conn_cleanup(IvshState *s)
         s->fd_check_held = false;
     }
     ivsh_client_destroy(&s->client);
+    ivsh_conn_set_state(s, IVSH_CONN_NONE, NULL);
     if (msix_present(PCI_DEVICE(s))) {
         msix_uninit_exclusive_bar(PCI_DEVICE(s));
     }

@@ -85,6 +85,7 @@ void ivsh_client_init(IvshClient *c, uint32_t vectors, uint32_t max_fds)
     c->vectors = vectors;
     c->max_fds = max_fds;
     c->peers = g_hash_table_new(g_direct_hash, g_direct_equal);
+    c->stale = g_hash_table_new(g_direct_hash, g_direct_equal);
 }
 
 void ivsh_client_destroy(IvshClient *c)
@@ -93,6 +94,34 @@ void ivsh_client_destroy(IvshClient *c)
         g_hash_table_destroy(c->peers);
         c->peers = NULL;
     }
+    if (c->stale) {
+        g_hash_table_destroy(c->stale);
+        c->stale = NULL;
+    }
+}
+
+/* Eventfds of @peer held from before the last restart */
+static uint32_t stale_count(const IvshClient *c, gconstpointer peer)
+{
+    return c->stale ? GPOINTER_TO_UINT(g_hash_table_lookup(c->stale, peer))
+                    : 0;
+}
+
+void ivsh_client_restart(IvshClient *c)
+{
+    GHashTableIter it;
+    gpointer key, value;
+
+    g_hash_table_iter_init(&it, c->peers);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        uint32_t count = GPOINTER_TO_UINT(value);
+
+        if (!(count & PEER_REFUSED) && count > stale_count(c, key)) {
+            g_hash_table_insert(c->stale, key, value);
+        }
+    }
+    g_hash_table_remove_all(c->peers);
+    c->state = IVSH_WANT_VERSION;
 }
 
 unsigned ivsh_client_nr_peers(const IvshClient *c)
@@ -108,6 +137,17 @@ unsigned ivsh_client_nr_peers(const IvshClient *c)
             n++;
         }
     }
+    if (!c->stale) {
+        return n;
+    }
+    /* Peers from before a restart that were not announced again */
+    g_hash_table_iter_init(&it, c->stale);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        if (GPOINTER_TO_UINT(key) != c->own_id &&
+            !g_hash_table_contains(c->peers, key)) {
+            n++;
+        }
+    }
     return n;
 }
 
@@ -118,10 +158,10 @@ void ivsh_client_reserve_own(IvshClient *c, uint32_t n)
 
 uint32_t ivsh_client_own_fds(const IvshClient *c)
 {
-    uint32_t count = GPOINTER_TO_UINT(g_hash_table_lookup(c->peers,
-                                          GUINT_TO_POINTER(c->own_id)));
+    gconstpointer key = GUINT_TO_POINTER(c->own_id);
+    uint32_t count = GPOINTER_TO_UINT(g_hash_table_lookup(c->peers, key));
 
-    return count & PEER_REFUSED ? 0 : count;
+    return MAX(count & PEER_REFUSED ? 0 : count, stale_count(c, key));
 }
 
 /* /proc/self/fd while ivsh_fd_check_hold() calls are in effect */
@@ -244,7 +284,7 @@ static IvshVerdict handle_eventfd(IvshClient *c, uint16_t peer, int fd,
                                   IvshEvent *ev, GError **errp)
 {
     gpointer key = GUINT_TO_POINTER(peer), value;
-    uint32_t count = 0, room = 1;
+    uint32_t count = 0, room = 1, old = stale_count(c, key);
 
     if (g_hash_table_lookup_extended(c->peers, key, NULL, &value)) {
         count = GPOINTER_TO_UINT(value);
@@ -264,52 +304,59 @@ static IvshVerdict handle_eventfd(IvshClient *c, uint16_t peer, int fd,
                       "server sent more than %u eventfds for peer %u",
                       c->vectors, peer);
     }
-    if (peer != c->own_id) {
-        uint32_t own = ivsh_client_own_fds(c);
+    /* One that replaces an eventfd held from before a restart is no more */
+    if (count >= old) {
+        if (peer != c->own_id) {
+            uint32_t own = ivsh_client_own_fds(c);
 
-        /* Room for the own eventfds still to come */
-        if (own < c->reserve_own) {
-            room += c->reserve_own - own;
+            /* Room for the own eventfds still to come */
+            if (own < c->reserve_own) {
+                room += c->reserve_own - own;
+            }
         }
-    }
-    if ((uint64_t)c->nr_fds + room > c->max_fds) {
-        if (count == 0) {
-            g_hash_table_insert(c->peers, key,
-                                GUINT_TO_POINTER(PEER_REFUSED));
+        if ((uint64_t)c->nr_fds + room > c->max_fds) {
+            if (count == 0) {
+                g_hash_table_insert(c->peers, key,
+                                    GUINT_TO_POINTER(PEER_REFUSED));
+            }
+            return refuse(c, IVSH_DROP, fd, errp,
+                          "peer %u refused: the limit of %u eventfds is "
+                          "reached (%u held, %u kept for our own)", peer,
+                          c->max_fds, c->nr_fds, room - 1);
         }
-        return refuse(c, IVSH_DROP, fd, errp,
-                      "peer %u refused: the limit of %u eventfds is "
-                      "reached (%u held, %u kept for our own)", peer,
-                      c->max_fds, c->nr_fds, room - 1);
+        c->nr_fds++;
     }
     g_hash_table_insert(c->peers, key, GUINT_TO_POINTER(count + 1));
-    c->nr_fds++;
     ev->kind = IVSH_EV_EVENTFD;
     ev->peer = peer;
     ev->vector = count;
     ev->fd = fd;
+    ev->replaces = count < old;
     return IVSH_OK;
 }
 
 static IvshVerdict handle_disconnect(IvshClient *c, uint16_t peer,
                                      IvshEvent *ev, GError **errp)
 {
-    gpointer key = GUINT_TO_POINTER(peer), value;
-    uint32_t count;
+    gpointer key = GUINT_TO_POINTER(peer), value = NULL;
+    uint32_t count, old = stale_count(c, key);
 
     if (peer == c->own_id) {
         return refuse(c, IVSH_DROP, -1, errp,
                       "server announced the disconnect of our own ID %u",
                       peer);
     }
-    if (!g_hash_table_lookup_extended(c->peers, key, NULL, &value)) {
+    if (!g_hash_table_lookup_extended(c->peers, key, NULL, &value) &&
+        !old) {
         return refuse(c, IVSH_DROP, -1, errp,
                       "server announced the disconnect of unknown peer %u",
                       peer);
     }
     count = GPOINTER_TO_UINT(value);
     g_hash_table_remove(c->peers, key);
-    if (count & PEER_REFUSED) {
+    g_hash_table_remove(c->stale, key);
+    count = MAX(count & PEER_REFUSED ? 0 : count, old);
+    if (!count) {
         return IVSH_OK;                 /* ev->kind stays IVSH_EV_NONE */
     }
     c->nr_fds -= count;

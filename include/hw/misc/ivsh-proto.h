@@ -79,6 +79,7 @@ typedef struct IvshEvent {
     int fd;
     uint64_t size;
     bool sealed;            /* IVSH_EV_SHM: the size cannot shrink */
+    bool replaces;          /* IVSH_EV_EVENTFD: replaces an older one */
 } IvshEvent;
 
 typedef enum IvshVerdict {
@@ -103,6 +104,7 @@ typedef struct IvshClient {
     uint32_t reserve_own;   /* of max_fds, kept for our own eventfds */
     uint32_t nr_fds;
     GHashTable *peers;      /* peer ID -> eventfds received (+1 if refused) */
+    GHashTable *stale;      /* peer ID -> eventfds held from before */
 } IvshClient;
 
 /*
@@ -122,7 +124,21 @@ void ivsh_client_destroy(IvshClient *c);
  */
 void ivsh_client_reserve_own(IvshClient *c, uint32_t n);
 
-/* Own eventfds received so far */
+/*
+ * Reconnection: read the set-up of a new connection to a (restarted)
+ * server with the same client.  The decoder expects a version message
+ * again.  The peers of the previous connections become stale (.stale):
+ * their eventfds stay held, and counted in nr_fds, until a disconnect
+ * for the peer arrives, or are replaced one by one when the peer is
+ * announced again: its n-th new eventfd is vector n-1 again, with
+ * .replaces set while vector n-1 had one.  Refused peers are forgotten:
+ * when they are announced again they are judged anew.  Checking that the
+ * new set-up is acceptable (same ID, same shared memory) is the caller's
+ * job.
+ */
+void ivsh_client_restart(IvshClient *c);
+
+/* Own eventfds received so far (held, after a restart) */
 uint32_t ivsh_client_own_fds(const IvshClient *c);
 
 /*

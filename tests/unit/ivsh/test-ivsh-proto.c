@@ -749,6 +749,122 @@ static void test_stream_byte_at_a_time(Fixture *f, gconstpointer data)
     close(sv[1]);
 }
 
+/* ---- Reconnection: ivsh_client_restart() ---- */
+
+/* Give @id @n eventfds, expecting vectors @first.. and .replaces @repl */
+static void give_more(Fixture *f, uint16_t id, unsigned first, unsigned n,
+                      bool repl)
+{
+    IvshEvent ev;
+    unsigned i;
+
+    for (i = first; i < first + n; i++) {
+        g_assert_cmpint(feed(f, id, new_eventfd(), &ev), ==, IVSH_OK);
+        g_assert_cmpint(ev.kind, ==, IVSH_EV_EVENTFD);
+        g_assert_cmpuint(ev.vector, ==, i);
+        g_assert_cmpint(ev.replaces, ==, repl);
+        close(ev.fd);
+    }
+}
+
+/*
+ * A peer announced again replaces its eventfds vector by vector (no
+ * more held), then adds the ones it did not have; nr_fds counts what is
+ * held.  The new set-up starts with a version message again.
+ */
+static void test_restart_replace(Fixture *f, gconstpointer data)
+{
+    int shm;
+
+    shm = setup_client(f, 1);
+    give_more(f, 2, 0, 2, false);
+    give_more(f, 1, 0, 4, false);
+    g_assert_cmpuint(f->c.nr_fds, ==, 6);
+    close(shm);
+
+    ivsh_client_restart(&f->c);
+    g_assert_false(ivsh_client_ready(&f->c));
+    g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 1);
+    g_assert_cmpuint(ivsh_client_own_fds(&f->c), ==, 4);
+    shm = setup_client(f, 1);
+    g_assert_cmpuint(f->c.nr_fds, ==, 6);
+    give_more(f, 2, 0, 2, true);
+    g_assert_cmpuint(f->c.nr_fds, ==, 6);
+    give_more(f, 2, 2, 1, false);       /* a third one: held in addition */
+    g_assert_cmpuint(f->c.nr_fds, ==, 7);
+    give_more(f, 1, 0, 4, true);
+    g_assert_cmpuint(f->c.nr_fds, ==, 7);
+    g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 1);
+    close(shm);
+}
+
+/*
+ * A peer that is not announced again stays known; a disconnect for it
+ * releases what it held.  One announced again with fewer eventfds keeps
+ * the rest until its disconnect.
+ */
+static void test_restart_stale(Fixture *f, gconstpointer data)
+{
+    IvshEvent ev;
+    int shm;
+
+    shm = setup_client(f, 0);
+    give_more(f, 3, 0, 2, false);
+    give_more(f, 4, 0, 3, false);
+    close(shm);
+    ivsh_client_restart(&f->c);
+    shm = setup_client(f, 0);
+    give_more(f, 4, 0, 1, true);
+    g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 2);
+    g_assert_cmpuint(f->c.nr_fds, ==, 5);
+
+    g_assert_cmpint(feed(f, 3, -1, &ev), ==, IVSH_OK);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_PEER_GONE);
+    g_assert_cmpuint(ev.nr_vectors, ==, 2);
+    g_assert_cmpint(feed(f, 4, -1, &ev), ==, IVSH_OK);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_PEER_GONE);
+    g_assert_cmpuint(ev.nr_vectors, ==, 3);
+    g_assert_cmpuint(f->c.nr_fds, ==, 0);
+    g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 0);
+    /* Gone for good: a second disconnect is for an unknown peer */
+    g_assert_cmpint(feed(f, 3, -1, NULL), ==, IVSH_DROP);
+    close(shm);
+}
+
+/*
+ * Replacements need no room under max_fds; a peer refused before the
+ * restart is judged anew; a restart in the middle of a renewal keeps
+ * the larger count held.
+ */
+static void test_restart_budget(Fixture *f, gconstpointer data)
+{
+    int shm, efd;
+
+    ivsh_client_destroy(&f->c);
+    ivsh_client_init(&f->c, 2, 4);
+    shm = setup_client(f, 0);
+    give_more(f, 1, 0, 2, false);
+    give_more(f, 0, 0, 2, false);       /* 4 of 4 */
+    efd = new_eventfd();
+    g_assert_cmpint(feed(f, 2, efd, NULL), ==, IVSH_DROP);  /* refused */
+    close(shm);
+
+    ivsh_client_restart(&f->c);
+    shm = setup_client(f, 0);
+    give_more(f, 1, 0, 1, true);
+    close(shm);
+    ivsh_client_restart(&f->c);         /* again, half-way through */
+    shm = setup_client(f, 0);
+    give_more(f, 1, 0, 2, true);
+    give_more(f, 0, 0, 2, true);
+    g_assert_cmpuint(f->c.nr_fds, ==, 4);
+    /* Peer 2 is not refused for ever: it gets room once peer 1 leaves */
+    g_assert_cmpint(feed(f, 1, -1, NULL), ==, IVSH_OK);
+    give_more(f, 2, 0, 2, false);
+    g_assert_cmpuint(f->c.nr_fds, ==, 4);
+    close(shm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -790,6 +906,9 @@ int main(int argc, char **argv)
     ADD_F("garbage-after-setup", test_client_garbage);
     ADD_F("no-errp", test_client_no_errp);
     ADD_F("stream-byte-at-a-time", test_stream_byte_at_a_time);
+    ADD_F("restart/replace", test_restart_replace);
+    ADD_F("restart/stale", test_restart_stale);
+    ADD_F("restart/budget", test_restart_budget);
 
     return g_test_run();
 }
