@@ -23,6 +23,8 @@
  */
 
 #include "qemu/osdep.h"
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
 #include "qobject/qdict.h"
 #include "hw/misc/ivsh-regs.h"
 #include "hw/misc/ivsh-proto.h"
@@ -755,6 +757,114 @@ static void test_no_reconnect(void)
     unlink(shm);
 }
 
+/* ---- KVM: ioeventfds and irqfds ---- */
+
+/* NULL if /dev/kvm can create a VM, else why not */
+static const char *kvm_unusable(void)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
+
+    if (kvm < 0) {
+        return "no usable /dev/kvm";
+    }
+    vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    close(kvm);
+    if (vm < 0) {
+        return "/dev/kvm cannot create a VM";
+    }
+    close(vm);
+    return NULL;
+}
+
+/* The host rings the VM's masked vectors; the PBA shows them */
+static void ring_vm_pending(Rt *t, const int *efd)
+{
+    unsigned v;
+
+    for (v = 0; v < VECTORS; v++) {
+        g_assert_false(qpci_msix_pending(t->vm.d.dev, v));
+        ivsh_efd_ring(efd[v]);
+        g_assert_true(ivsh_vm_wait_pending(&t->vm, v));
+    }
+}
+
+/*
+ * Under KVM (vCPUs stopped: -S), with ioeventfds for the peers' doorbells
+ * and irqfd routes for our vectors (MSI-X enabled, vectors masked so that
+ * doorbells show in the PBA): after the restart, doorbells reach the new
+ * eventfds only, in both directions, and the old ones are closed.  With
+ * the same eventfd files again (@same_efds, the fd store), an ioeventfd
+ * added before the old one is removed makes KVM refuse it and QEMU abort.
+ * (QEMU's memory core matches qtest's doorbell writes against the
+ * ioeventfds and signals the one registered.)
+ */
+static void test_kvm(gconstpointer opaque)
+{
+    bool same_efds = GPOINTER_TO_INT(opaque);
+    int own1[VECTORS], host1[VECTORS];
+    g_autofree char *args = NULL;
+    const char *why = kvm_unusable();
+    GThread *th;
+    QDict *rsp;
+    unsigned v;
+    Rt t;
+
+    if (why) {
+        g_test_skip(why);
+        return;
+    }
+    rt_init(&t, false);
+    th = ivsh_rsrv_serve_async(&t.r, serve, &t);
+    args = g_strdup_printf("-accel kvm -S -M pc -chardev socket,id=srv,"
+                           "path=%s,reconnect-ms=%d -device ivshmem-doorbell,"
+                           "chardev=srv,vectors=%u,addr=04.0,id=dut", t.sock,
+                           RECONNECT_MS, VECTORS);
+    t.qts = ivsh_qtest_init_stderr(t.err, args);
+    g_thread_join(th);
+    rsp = qtest_qmp_assert_success_ref(t.qts, "{'execute': 'query-kvm'}");
+    g_assert_true(qdict_get_bool(rsp, "enabled"));
+    qobject_unref(rsp);
+    ivsh_vm_open(&t.vm, t.qts, IVSH_DEVFN, VECTORS);
+    for (v = 0; v < VECTORS; v++) {
+        ivsh_msix_entry(t.vm.d.dev, v, IVSH_MSI_ADDR(v), IVSH_MSI_DATA(v),
+                        true);
+    }
+    rt_sync(&t);
+    ring_vm_pending(&t, t.own);
+    ring_host(&t, HOST, t.host);
+    t.base_fds = ivsh_count_fds(t.qts);
+
+    ivsh_rsrv_down(&t.r);
+    g_free(wait_state(t.qts, "disconnected since "));
+    memcpy(own1, t.own, sizeof(own1));
+    memcpy(host1, t.host, sizeof(host1));
+    if (!same_efds) {
+        ivsh_efds_new(t.own, VECTORS);
+        ivsh_efds_new(t.host, VECTORS);
+    }
+    rt_restart(&t);
+    rt_serve(&t);
+    g_free(wait_state(t.qts, "connected"));
+    /* Clear the PBA: unmask (delivered to the stopped vCPU), mask again */
+    for (v = 0; v < VECTORS; v++) {
+        ivsh_msix_entry(t.vm.d.dev, v, IVSH_MSI_ADDR(v), IVSH_MSI_DATA(v),
+                        false);
+        ivsh_msix_entry(t.vm.d.dev, v, IVSH_MSI_ADDR(v), IVSH_MSI_DATA(v),
+                        true);
+    }
+    ring_vm_pending(&t, t.own);
+    ring_host(&t, HOST, t.host);
+    if (!same_efds) {
+        g_assert_cmpuint(ivsh_efd_take(host1[0]), ==, 0);
+        g_assert_cmpuint(ivsh_efd_take(host1[1]), ==, 0);
+        ivsh_efds_close(own1, VECTORS);
+        ivsh_efds_close(host1, VECTORS);
+    }
+    ivsh_wait_fds(t.qts, t.base_fds);
+    g_assert_cmpuint(count_in_file(t.err, "refused"), ==, 0);
+    rt_free(&t);
+}
+
 int main(int argc, char **argv)
 {
     unsigned i;
@@ -786,5 +896,9 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/reconnect/reconnect-seconds",
                    test_reconnect_seconds);
     qtest_add_func("/ivsh/reconnect/no-reconnect", test_no_reconnect);
+    qtest_add_data_func("/ivsh/reconnect/kvm/new-eventfds",
+                        GINT_TO_POINTER(false), test_kvm);
+    qtest_add_data_func("/ivsh/reconnect/kvm/same-eventfds",
+                        GINT_TO_POINTER(true), test_kvm);
     return g_test_run();
 }
