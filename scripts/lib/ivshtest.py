@@ -17,8 +17,9 @@
 
 Contents: TAP output (Tap) and parsing (parse_tap), processes with
 deadlines (run, Procs, wait_for), fd and memory counters, a QMP client
-(Qmp), the ivshmem protocol on a raw socket (recv_msg, send_msg) and the
-paths of the build.  Standard library only.
+(Qmp), the ivshmem protocol on a raw socket (recv_msg, send_msg),
+systemd's side of a restarted unit (FdStore) and the paths of the
+build.  Standard library only.
 """
 
 import array
@@ -381,6 +382,81 @@ def send_msg(sock, value, fd=-1):
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                 array.array("i", [fd]).tobytes())]
     sock.sendmsg([struct.pack("<q", value)], anc)
+
+
+# --- systemd's side of a unit, for restarts ------------------------------
+
+class FdStore:
+    """What systemd does for a socket-activated Type=notify service with
+    a file descriptor store (PID 1 is not systemd here): it holds the
+    listening socket (self.sock) and the fds the service stores
+    (FDSTORE=1 with FDNAME=, FDSTOREREMOVE=1 takes one out), and passes
+    them to each run from fd 3 on (LISTEN_FDS, LISTEN_FDNAMES,
+    LISTEN_PID), with NOTIFY_SOCKET set."""
+
+    EXEC = ("import os, sys\n"
+            "n = int(sys.argv[1])\n"
+            "fds = [os.dup(int(f)) for f in sys.argv[2:2 + n]]\n"
+            "for i, fd in enumerate(fds):\n"
+            "    os.dup2(fd, 3 + i)\n"
+            "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+            "os.execv(sys.argv[2 + n], sys.argv[2 + n:])\n")
+
+    def __init__(self, procs, name="unit"):
+        self.sock = procs.path(name + ".sock")
+        self.listen = socket.socket(socket.AF_UNIX)
+        self.listen.bind(self.sock)
+        self.listen.listen(128)
+        self.notify_path = procs.path(name + ".notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.store = {}             # FDNAME -> fd, in the order stored
+
+    def start(self, procs, argv, log, name="service.socket"):
+        """Start @argv as the service; wait for its READY=1"""
+        fds = [self.listen.fileno()] + list(self.store.values())
+        env = dict(os.environ, LISTEN_FDS=str(len(fds)),
+                   LISTEN_FDNAMES=":".join([name] + list(self.store)),
+                   NOTIFY_SOCKET=self.notify_path)
+        p = procs.spawn([sys.executable, "-c", self.EXEC, str(len(fds))] +
+                        [str(fd) for fd in fds] + list(argv), log=log,
+                        env=env, pass_fds=fds)
+        self.pump(b"READY=1")
+        return p
+
+    def pump(self, until=None, timeout=10):
+        """Take notifications until one is @until; with None, until none
+        comes for @timeout s"""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.notify], [], [],
+                                              left)[0]:
+                if until is None:
+                    return
+                raise Fail(f"no {until!r} from the service")
+            data, fds, _, _ = socket.recv_fds(self.notify, 4096, 16)
+            f = dict(ln.split(b"=", 1) for ln in data.split(b"\n")
+                     if b"=" in ln)
+            name = f.get(b"FDNAME", b"stored").decode()
+            if f.get(b"FDSTOREREMOVE") == b"1" and name in self.store:
+                os.close(self.store.pop(name))
+            for fd in fds:
+                if f.get(b"FDSTORE") == b"1" and name not in self.store:
+                    self.store[name] = fd
+                else:
+                    os.close(fd)
+            if until is not None and data == until:
+                return
+            if until is None:
+                deadline = time.monotonic() + timeout
+
+    def close(self):
+        for fd in self.store.values():
+            os.close(fd)
+        self.store.clear()
+        self.listen.close()
+        self.notify.close()
 
 
 # --- QEMU without a guest: qtest ------------------------------------------
