@@ -1273,10 +1273,11 @@ static bool ivsh_setup_recv(IvshState *s, int sock, int64_t deadline,
 }
 
 /*
- * A socket chardev the device cannot use, or NULL.  No listening socket
- * (any local process could become the server), and no protocol layer
- * that cannot pass file descriptors.  reconnect-ms= is fine: the device
- * reads each new connection's set-up (see ivsh_conn_opened()).
+ * A socket chardev the device cannot use, or NULL: no protocol layer
+ * that cannot pass file descriptors.  (A listening one is refused once
+ * connected, below: any local process could become the server.)
+ * reconnect-ms= is fine: the device reads each new connection's set-up
+ * (see ivsh_conn_opened()).
  */
 static const char *ivsh_chr_refused(SocketChardev *sc)
 {
@@ -1287,10 +1288,6 @@ static const char *ivsh_chr_refused(SocketChardev *sc)
     if (sc->is_telnet || sc->is_tn3270) {
         return "speaks telnet: ivshmem servers pass file descriptors over a "
                "plain socket";
-    }
-    if (sc->is_listen) {
-        return "listens for connections (server=on): the device is a "
-               "client of the ivshmem server";
     }
     return NULL;
 }
@@ -1392,6 +1389,14 @@ static bool ivsh_chr_check(IvshState *s, int64_t deadline, int *sock,
     if (sc->state != TCP_CHARDEV_STATE_CONNECTED || !sc->sioc) {
         error_setg(errp, "chardev '%s' is not connected to an ivshmem "
                    "server", chr->label);
+        return false;
+    }
+    if (sc->is_listen) {
+        error_setg(errp, "chardev '%s' listens for connections "
+                   "(server=on): the device is a client of the ivshmem "
+                   "server", chr->label);
+        error_append_hint(errp, "Connect to the ivshmem server with "
+                          "-chardev socket,path=SOCKET.\n");
         return false;
     }
     s->reconnect_ms = sc->reconnect_time_ms;
