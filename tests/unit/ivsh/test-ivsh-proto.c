@@ -188,7 +188,9 @@ static void test_reader_pieces(void)
     ivsh_msg_encode(12, buf + 8);
     ivsh_msg_encode(-3, buf + 16);
     while (off < sizeof(buf)) {
-        size_t len = MIN(cuts[i++ % G_N_ELEMENTS(cuts)], sizeof(buf) - off);
+        /* Not inside MIN(), which evaluates its arguments twice */
+        size_t cut = cuts[i++ % G_N_ELEMENTS(cuts)];
+        size_t len = MIN(cut, sizeof(buf) - off);
 
         /* A feed never goes past the end of the current message */
         while (len) {
