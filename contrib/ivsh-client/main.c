@@ -185,6 +185,10 @@ static bool handle_msg(Client *c, int64_t msg, int fd, GError **errp)
                                    "protocol error: ");
         return false;
     case IVSH_DROP:
+        if (ev.kind == IVSH_EV_PEER_GONE) {
+            /* A peer refused as a whole: release what was accepted */
+            g_hash_table_remove(c->peers, GUINT_TO_POINTER(ev.peer));
+        }
         if (c->strict) {
             g_propagate_prefixed_error(errp, g_steal_pointer(&err),
                                        "protocol error (--strict): ");

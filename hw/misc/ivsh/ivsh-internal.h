@@ -43,6 +43,7 @@ typedef struct IvshVector {
     bool irqfd;                 /* irqfd attached to the route */
     bool handler;               /* userspace fd handler installed */
     bool throttled;             /* handler paused by @throttle */
+    bool held;                  /* pending while bus mastering is off */
     QEMUTimer *throttle;        /* resumes a paused handler */
 } IvshVector;
 

@@ -217,6 +217,22 @@ static bool ivsh_msix_pending(PCIDevice *pdev, uint32_t vector)
     return pdev->msix_pba[vector / 8] & (1U << (vector % 8));
 }
 
+/*
+ * Bus mastering is off: a message would be lost.  Keep the doorbell
+ * until bus mastering is on again, in the PBA for the guest to see, and
+ * in @v->held: msix.c delivers (and clears) a pending vector when the
+ * guest unmasks it or enables MSI-X, whatever bus mastering says, and
+ * that message is lost too.
+ */
+static void ivsh_bm_notifiers(IvshState *s);
+
+static void ivsh_vector_hold(IvshState *s, IvshVector *v)
+{
+    v->held = true;
+    msix_set_pending(PCI_DEVICE(s), v->nr);
+    ivsh_bm_notifiers(s);
+}
+
 /* Raise @v: MSI-X, or INTx on the legacy device with msi=off */
 static void ivsh_vector_deliver(IvshState *s, IvshVector *v)
 {
@@ -227,8 +243,7 @@ static void ivsh_vector_deliver(IvshState *s, IvshVector *v)
         s->intrstatus |= IVSH_INTR_DOORBELL;
         ivsh_update_intx(s);
     } else if (!ivsh_bus_master(s)) {
-        /* A message would be lost: keep it until bus mastering is on */
-        msix_set_pending(pdev, v->nr);
+        ivsh_vector_hold(s, v);
     } else {
         /* Pending in the PBA if masked or MSI-X is disabled */
         msix_notify(pdev, v->nr);
@@ -445,10 +460,57 @@ static void ivsh_vector_poll(PCIDevice *pdev, unsigned start, unsigned end)
     for (i = start; i < MIN(end, s->vectors); i++) {
         IvshVector *v = &s->msi_vectors[i];
 
-        if (v->notifier && !v->handler && msix_is_masked(pdev, i) &&
+        if (s->irqfd_active && v->notifier && !v->handler &&
+            msix_is_masked(pdev, i) &&
             ivsh_efd_read(event_notifier_get_fd(v->notifier))) {
+            if (ivsh_bus_master(s)) {
+                msix_set_pending(pdev, i);
+            } else {
+                ivsh_vector_hold(s, v);
+            }
+        }
+        if (v->held) {
+            /* msix.c may have cleared it on unmask: it is still pending */
             msix_set_pending(pdev, i);
         }
+    }
+}
+
+/* Vector notifiers while doorbells are held without irqfds: no-ops */
+static int ivsh_bm_unmask(PCIDevice *pdev, unsigned vector, MSIMessage msg)
+{
+    return 0;
+}
+
+static void ivsh_bm_mask(PCIDevice *pdev, unsigned vector)
+{
+}
+
+/*
+ * While doorbells are held (ivsh_vector_hold()), the PBA must keep
+ * showing them, but msix.c clears a vector's bit when the guest unmasks
+ * it, clears Function Mask or enables MSI-X.  The poll notifier, called
+ * on every PBA read, sets it again (ivsh_vector_poll()).  With irqfds it
+ * is installed already; otherwise install it (with no-op vector
+ * notifiers) while bus mastering is off and a doorbell is held.
+ */
+static void ivsh_bm_notifiers(IvshState *s)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+    bool want = false;
+    uint32_t i;
+
+    if (s->irqfd_active) {
+        return;
+    }
+    for (i = 0; !ivsh_bus_master(s) && i < s->vectors; i++) {
+        want |= s->msi_vectors[i].held;
+    }
+    if (want && !pdev->msix_vector_use_notifier) {
+        msix_set_vector_notifiers(pdev, ivsh_bm_unmask, ivsh_bm_mask,
+                                  ivsh_vector_poll);
+    } else if (!want && pdev->msix_vector_use_notifier) {
+        msix_unset_vector_notifiers(pdev);
     }
 }
 
@@ -492,6 +554,9 @@ static void ivsh_irqfd_enable(IvshState *s)
     kvm_irqchip_commit_route_changes(&c);
     trace_ivsh_irqfd_enable(routes);
 
+    if (pdev->msix_vector_use_notifier) {
+        msix_unset_vector_notifiers(pdev);  /* ivsh_bm_notifiers()' */
+    }
     if (msix_set_vector_notifiers(pdev, ivsh_vector_unmask,
                                   ivsh_vector_mask, ivsh_vector_poll) < 0) {
         /* Not expected: ivsh_vector_unmask() never fails */
@@ -514,10 +579,11 @@ static void ivsh_irqfd_disable(IvshState *s)
     uint32_t i;
 
     trace_ivsh_irqfd_disable(s->irqfd_active);
-    if (s->irqfd_active) {
+    if (PCI_DEVICE(s)->msix_vector_use_notifier) {
+        /* The irqfd ones, or ivsh_bm_notifiers()' */
         msix_unset_vector_notifiers(PCI_DEVICE(s));
-        s->irqfd_active = false;
     }
+    s->irqfd_active = false;
     for (i = 0; i < s->vectors; i++) {
         IvshVector *v = &s->msi_vectors[i];
 
@@ -544,21 +610,25 @@ static void ivsh_bus_master_changed(IvshState *s)
     for (i = 0; i < s->vectors; i++) {
         IvshVector *v = &s->msi_vectors[i];
 
-        if (msix_is_masked(pdev, i)) {
-            continue;
+        if (!on) {
+            /* What is pending now is held too (see ivsh_vector_hold()) */
+            v->held |= ivsh_msix_pending(pdev, i);
+        } else if (v->held) {
+            /* Delivered now, or pending again if masked */
+            v->held = false;
+            msix_clr_pending(pdev, i);
+            msix_notify(pdev, i);
         }
-        if (s->irqfd_active && v->virq >= 0 && v->notifier && !v->handler) {
+        if (s->irqfd_active && v->virq >= 0 && v->notifier && !v->handler &&
+            !msix_is_masked(pdev, i)) {
             if (on) {
                 ivsh_vector_attach(s, v);   /* KVM delivers what waits */
             } else {
                 ivsh_vector_detach(v);
             }
         }
-        if (on && ivsh_msix_pending(pdev, i)) {
-            msix_clr_pending(pdev, i);
-            msix_notify(pdev, i);
-        }
     }
+    ivsh_bm_notifiers(s);
 }
 
 void ivsh_peers_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
@@ -578,6 +648,8 @@ void ivsh_peers_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
     }
     if (s->msi && s->msi_vectors && was_master != ivsh_bus_master(s)) {
         ivsh_bus_master_changed(s);
+    } else if (s->msi && s->msi_vectors) {
+        ivsh_bm_notifiers(s);       /* after ivsh_irqfd_disable() */
     }
 }
 
@@ -1091,6 +1163,8 @@ static void ivsh_conn_msg(IvshState *s, int64_t msg, int fd)
         ivsh_conn_event(s, &ev);
         break;
     case IVSH_DROP:
+        /* A peer refused as a whole: what was accepted of it goes */
+        ivsh_conn_event(s, &ev);
         ivsh_conn_report_drop(s, err->message);
         if (by_rlimit && fd >= 0 && !s->rlimit_warned) {
             warn_report("%s: QEMU's file limit (RLIMIT_NOFILE) bounds the "
@@ -1618,6 +1692,7 @@ void ivsh_interrupts_reset(IvshState *s)
     for (i = 0; i < s->vectors; i++) {
         IvshVector *v = &s->msi_vectors[i];
 
+        v->held = false;
         if (v->notifier) {
             ivsh_efd_read(event_notifier_get_fd(v->notifier));
         }
@@ -1627,10 +1702,19 @@ void ivsh_interrupts_reset(IvshState *s)
 int ivsh_peers_post_load(void *opaque, int version_id)
 {
     IvshState *s = opaque;
+    uint32_t i;
 
     if (ivsh_use_irqfd(s) && msix_enabled(PCI_DEVICE(s)) &&
         !s->irqfd_active) {
         ivsh_irqfd_enable(s);
+    }
+    /* Held doorbells travel as pending vectors (ivsh_vector_hold()) */
+    if (s->msi && s->msi_vectors) {
+        for (i = 0; i < s->vectors; i++) {
+            s->msi_vectors[i].held = !ivsh_bus_master(s) &&
+                ivsh_msix_pending(PCI_DEVICE(s), i);
+        }
+        ivsh_bm_notifiers(s);
     }
     ivsh_update_intx(s);
     return 0;

@@ -280,6 +280,42 @@ static IvshVerdict refuse(IvshClient *c, IvshVerdict v, int fd,
     return v;
 }
 
+/*
+ * Refuse the whole of @peer, whose eventfd @fd does not fit: the @held
+ * eventfds accepted of it so far are released (IVSH_EV_PEER_GONE with
+ * IVSH_DROP), and the ones still to come are dropped until it
+ * disconnects, which is then a no-op.
+ */
+static IvshVerdict refuse_peer(IvshClient *c, uint16_t peer, uint32_t held,
+                               int fd, IvshEvent *ev, GError **errp,
+                               const char *fmt, ...)
+    G_GNUC_PRINTF(7, 8);
+
+static IvshVerdict refuse_peer(IvshClient *c, uint16_t peer, uint32_t held,
+                               int fd, IvshEvent *ev, GError **errp,
+                               const char *fmt, ...)
+{
+    gpointer key = GUINT_TO_POINTER(peer);
+    g_autofree char *why = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_hash_table_insert(c->peers, key, GUINT_TO_POINTER(PEER_REFUSED));
+    g_hash_table_remove(c->stale, key);
+    if (held) {
+        c->nr_fds -= held;
+        ev->kind = IVSH_EV_PEER_GONE;
+        ev->peer = peer;
+        ev->nr_vectors = held;
+        return refuse(c, IVSH_DROP, fd, errp, "peer %u refused: %s; its %u "
+                      "eventfds accepted so far are released", peer, why,
+                      held);
+    }
+    return refuse(c, IVSH_DROP, fd, errp, "peer %u refused: %s", peer, why);
+}
+
 static IvshVerdict handle_eventfd(IvshClient *c, uint16_t peer, int fd,
                                   IvshEvent *ev, GError **errp)
 {
@@ -315,14 +351,21 @@ static IvshVerdict handle_eventfd(IvshClient *c, uint16_t peer, int fd,
             }
         }
         if ((uint64_t)c->nr_fds + room > c->max_fds) {
-            if (count == 0) {
-                g_hash_table_insert(c->peers, key,
-                                    GUINT_TO_POINTER(PEER_REFUSED));
+            if (peer == c->own_id) {
+                /* Our own are never refused as a whole: keep what fits */
+                if (count == 0) {
+                    g_hash_table_insert(c->peers, key,
+                                        GUINT_TO_POINTER(PEER_REFUSED));
+                }
+                return refuse(c, IVSH_DROP, fd, errp,
+                              "our own eventfd for vector %u refused: the "
+                              "limit of %u eventfds is reached (%u held)",
+                              count, c->max_fds, c->nr_fds);
             }
-            return refuse(c, IVSH_DROP, fd, errp,
-                          "peer %u refused: the limit of %u eventfds is "
-                          "reached (%u held, %u kept for our own)", peer,
-                          c->max_fds, c->nr_fds, room - 1);
+            return refuse_peer(c, peer, count, fd, ev, errp,
+                               "the limit of %u eventfds is reached (%u "
+                               "held, %u kept for our own)", c->max_fds,
+                               c->nr_fds, room - 1);
         }
         c->nr_fds++;
     }

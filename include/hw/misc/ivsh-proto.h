@@ -110,7 +110,10 @@ typedef struct IvshClient {
 /*
  * @vectors: how many eventfds per peer the client uses (more are dropped)
  * @max_fds: how many eventfds in total the client agrees to hold; a peer
- *           whose first eventfd would exceed it is refused as a whole
+ *           (other than us) with an eventfd that would exceed it is
+ *           refused as a whole: the eventfds accepted of it so far are
+ *           released (see ivsh_client_handle()), later ones are dropped
+ *           until it disconnects
  */
 void ivsh_client_init(IvshClient *c, uint32_t vectors, uint32_t max_fds);
 void ivsh_client_destroy(IvshClient *c);
@@ -145,6 +148,9 @@ uint32_t ivsh_client_own_fds(const IvshClient *c);
  * Interpret one message.  @fd is the descriptor that came with it, or -1;
  * on IVSH_OK it belongs to the event (ev->fd), otherwise it was closed.
  * After IVSH_FATAL the client stays IVSH_BROKEN and refuses everything.
+ * IVSH_DROP comes with no event (IVSH_EV_NONE), except when a peer is
+ * refused after some of its eventfds were accepted: IVSH_EV_PEER_GONE,
+ * to release them as on a disconnect (which then is a no-op).
  */
 IvshVerdict ivsh_client_handle(IvshClient *c, int64_t msg, int fd,
                                IvshEvent *ev, GError **errp);

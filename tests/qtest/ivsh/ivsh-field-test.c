@@ -471,6 +471,88 @@ static void test_own_reserved(void)
     ivsh_env_free(&e);
 }
 
+/* Occurrences of @text in the file at @path */
+static unsigned count_in_file(const char *path, const char *text)
+{
+    g_autofree char *s = NULL;
+    unsigned n = 0;
+    char *p;
+
+    g_assert_true(g_file_get_contents(path, &s, NULL, NULL));
+    for (p = strstr(s, text); p; p = strstr(p + 1, text)) {
+        n++;
+    }
+    return n;
+}
+
+static bool refused_twice(void *opaque)
+{
+    g_usleep(1000);     /* a file, not an event: poll it gently */
+    return count_in_file(opaque, "refused: the limit") >= 2;
+}
+
+/*
+ * A budget refusal refuses the whole peer: A (x-max-eventfds=10, 4
+ * vectors) has room for its own 4 and B's 4, then 2 of C's 4.  C is
+ * refused as a whole, once: A keeps none of C's eventfds, so A's
+ * doorbells to C are not delivered, while B's are; A and B still work.
+ */
+static void test_budget_whole_peer(void)
+{
+    g_autofree char *aerr = NULL, *berr = NULL, *cerr = NULL;
+    RealServer rs;
+    IvshVm *a, *b, *c;
+
+    if (!server_start(&rs, 4)) {
+        return;
+    }
+    aerr = errfile(&rs.env, "a");
+    berr = errfile(&rs.env, "b");
+    cerr = errfile(&rs.env, "c");
+    a = vm_start_env(NULL, &rs.env, 4, "x-max-eventfds=10", aerr);
+    g_assert_true(ring_until_msi(a, a, 3));
+    b = vm_start_env(NULL, &rs.env, 4, NULL, berr);
+    g_assert_true(ring_until_msi(a, b, 3));
+    c = vm_start_env(NULL, &rs.env, 4, NULL, cerr);
+    g_assert_true(ring_until_msi(b, c, 3));
+    g_assert_true(ivsh_wait_file_contains(aerr, "refused: the limit of 10"));
+
+    /*
+     * A rings C's vectors 0 and 1 (the ones that fitted), then B rings
+     * C's vector 2: C's handlers see all three eventfds in one poll.
+     */
+    ivsh_vm_ring(a, c->id, 0);
+    ivsh_vm_ring(a, c->id, 1);
+    ivsh_vm_ring(b, c->id, 2);
+    g_assert_true(ivsh_vm_wait_msi(c, 2));
+    g_assert_false(ivsh_vm_msi_seen(c, 0));
+    g_assert_false(ivsh_vm_msi_seen(c, 1));
+    g_assert_cmpuint(count_in_file(aerr, "refused: the limit"), ==, 1);
+    g_assert_true(file_has(aerr, "its 2 eventfds accepted so far are "
+                           "released"));
+
+    /* A keeps its own vectors and B whole */
+    g_assert_true(ring_until_msi(b, a, 0));
+    g_assert_true(ring_until_msi(c, a, 1));
+    g_assert_true(ring_until_msi(a, b, 0));
+
+    /* C's disconnect is nothing to A; a newcomer is judged anew */
+    ivsh_vm_free(c);
+    c = vm_start_env(NULL, &rs.env, 4, NULL, cerr);
+    g_assert_true(ring_until_msi(b, c, 3));
+    g_assert_true(ivsh_wait_until(refused_twice, aerr, IVSH_WAIT_MS));
+    ivsh_vm_ring(a, c->id, 0);
+    ivsh_vm_ring(b, c->id, 1);
+    g_assert_true(ivsh_vm_wait_msi(c, 1));
+    g_assert_false(ivsh_vm_msi_seen(c, 0));
+    assert_responsive(a->qts, "query-status after the refusals");
+
+    ivsh_vm_free(c);
+    ivsh_vm_free(b);
+    ivsh_vm_free(a);
+    server_stop(&rs);
+}
+
 /* ---- F5, F20: chardevs and properties the device refuses ---- */
 
 typedef struct ConfigCase {
@@ -1019,6 +1101,84 @@ static void test_bus_master(void)
     ivsh_env_free(&e);
 }
 
+/*
+ * A doorbell pending while bus mastering is off survives what makes
+ * msix.c deliver pending vectors (whose message would be lost then):
+ * unmasking its entry, clearing Function Mask, enabling MSI-X.  It is
+ * delivered once, when bus mastering comes back.
+ */
+typedef enum BmUnmask {
+    BM_UNMASK_ENTRY,
+    BM_UNMASK_FUNCTION,
+    BM_UNMASK_ENABLE,
+} BmUnmask;
+
+static void msix_flags_set(QPCIDevice *dev, uint16_t clear, uint16_t set)
+{
+    uint8_t cap = qpci_find_capability(dev, PCI_CAP_ID_MSIX, 0);
+    uint16_t val = qpci_config_readw(dev, cap + PCI_MSIX_FLAGS);
+
+    qpci_config_writew(dev, cap + PCI_MSIX_FLAGS, (val & ~clear) | set);
+}
+
+static void test_bus_master_unmask(gconstpointer opaque)
+{
+    BmUnmask how = GPOINTER_TO_INT(opaque);
+    IvshEnv e;
+    IvshVm *vm;
+    uint16_t cmd;
+
+    ivsh_env_init(&e, IVSH_ENV_SHM_SIZE, 2);
+    vm = ivsh_vm_start(&e, 2, NULL, NULL);
+    switch (how) {
+    case BM_UNMASK_ENTRY:
+        ivsh_msix_entry(vm->d.dev, 0, IVSH_MSI_ADDR(0), IVSH_MSI_DATA(0),
+                        true);
+        break;
+    case BM_UNMASK_FUNCTION:
+        msix_flags_set(vm->d.dev, 0, PCI_MSIX_FLAGS_MASKALL);
+        break;
+    case BM_UNMASK_ENABLE:
+        msix_flags_set(vm->d.dev, PCI_MSIX_FLAGS_ENABLE, 0);
+        break;
+    }
+    cmd = qpci_config_readw(vm->d.dev, PCI_COMMAND);
+    qpci_config_writew(vm->d.dev, PCI_COMMAND, cmd & ~PCI_COMMAND_MASTER);
+    ivsh_tserver_ring(e.ts, vm->id, 0);
+    g_assert_true(ivsh_vm_wait_pending(vm, 0));
+
+    switch (how) {
+    case BM_UNMASK_ENTRY:
+        ivsh_msix_entry(vm->d.dev, 0, IVSH_MSI_ADDR(0), IVSH_MSI_DATA(0),
+                        false);
+        break;
+    case BM_UNMASK_FUNCTION:
+        msix_flags_set(vm->d.dev, PCI_MSIX_FLAGS_MASKALL, 0);
+        break;
+    case BM_UNMASK_ENABLE:
+        msix_flags_set(vm->d.dev, 0, PCI_MSIX_FLAGS_ENABLE);
+        break;
+    }
+    g_assert_false(ivsh_vm_msi_seen(vm, 0));
+    g_assert_true(qpci_msix_pending(vm->d.dev, 0));     /* still waiting */
+
+    /* Delivered within the config write, exactly once */
+    qpci_config_writew(vm->d.dev, PCI_COMMAND, cmd);
+    g_assert_true(ivsh_vm_msi_seen(vm, 0));
+    qtest_writel(vm->qts, IVSH_MSI_ADDR(0), 0);
+    g_assert_false(qpci_msix_pending(vm->d.dev, 0));
+    qpci_config_writew(vm->d.dev, PCI_COMMAND, cmd & ~PCI_COMMAND_MASTER);
+    qpci_config_writew(vm->d.dev, PCI_COMMAND, cmd);
+    g_assert_false(ivsh_vm_msi_seen(vm, 0));
+    g_assert_false(ivsh_vm_msi_seen(vm, 1));
+
+    /* The vector still works */
+    ivsh_tserver_ring(e.ts, vm->id, 0);
+    g_assert_true(ivsh_vm_wait_msi(vm, 0));
+    ivsh_vm_free(vm);
+    ivsh_env_free(&e);
+}
+
 int main(int argc, char **argv)
 {
     size_t i;
@@ -1040,6 +1200,7 @@ int main(int argc, char **argv)
                         "ioeventfd=off", test_peer_saturates);
     qtest_add_func("/ivsh/field/hostile/peer-drains", test_peer_drains);
     qtest_add_func("/ivsh/field/own-vectors-reserved", test_own_reserved);
+    qtest_add_func("/ivsh/field/budget-whole-peer", test_budget_whole_peer);
     for (i = 0; i < G_N_ELEMENTS(config_cases); i++) {
         g_autofree char *path = g_strdup_printf("/ivsh/field/refused/%s",
                                                 config_cases[i].name);
@@ -1056,6 +1217,15 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/field/hostile/drop-flood", test_drop_flood);
     qtest_add_func("/ivsh/field/hostile/semaphore", test_semaphore);
     qtest_add_func("/ivsh/field/bus-master-off", test_bus_master);
+    qtest_add_data_func("/ivsh/field/bus-master-off/unmask-entry",
+                        GINT_TO_POINTER(BM_UNMASK_ENTRY),
+                        test_bus_master_unmask);
+    qtest_add_data_func("/ivsh/field/bus-master-off/function-unmask",
+                        GINT_TO_POINTER(BM_UNMASK_FUNCTION),
+                        test_bus_master_unmask);
+    qtest_add_data_func("/ivsh/field/bus-master-off/msix-enable",
+                        GINT_TO_POINTER(BM_UNMASK_ENABLE),
+                        test_bus_master_unmask);
 
     return g_test_run();
 }

@@ -10,8 +10,10 @@
  *   delivered through IvshReader in pieces.  Checked: a message is
  *   accepted exactly when no error is set; the fd of a message that is
  *   not accepted is closed, the fd of one that is belongs to the event;
- *   a fatal error is final; the fd accounting matches the peer table;
- *   nothing leaks.
+ *   a fatal error is final; the fd accounting matches the peer table
+ *   and the events (what the caller holds); a peer refused for the
+ *   budget is refused as a whole (nothing of it stays held); nothing
+ *   leaks.
  *
  * - odd: the server core.  The input is a configuration (vectors, peer
  *   and queue limits) and a list of operations: joins, leaves, clients
@@ -154,11 +156,27 @@ static uint32_t held_fds(IvshClient *c)
     return n;
 }
 
+static uint32_t model_fds(GHashTable *model)
+{
+    GHashTableIter it;
+    gpointer key, value;
+    uint32_t n = 0;
+
+    g_hash_table_iter_init(&it, model);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        n += GPOINTER_TO_UINT(value);
+    }
+    return n;
+}
+
 static void fuzz_decoder(Input *in)
 {
     IvshClient c;
     IvshReader r = { 0 };
     uint32_t vectors = 1 + next(in) % 8, max_fds = next(in) % 32;
+    /* peer -> eventfds the events gave the caller */
+    g_autoptr(GHashTable) model = g_hash_table_new(g_direct_hash,
+                                                   g_direct_equal);
     bool broken = false;
 
     ivsh_client_init(&c, vectors, max_fds);
@@ -191,8 +209,30 @@ static void fuzz_decoder(Input *in)
             broken = true;
             g_assert(c.state == IVSH_BROKEN);
         }
+        /* Released with a refusal, or after a disconnect */
+        if (ev.kind == IVSH_EV_PEER_GONE) {
+            gpointer key = GUINT_TO_POINTER(ev.peer);
+
+            g_assert(v == IVSH_OK || v == IVSH_DROP);
+            g_assert_cmpuint(ev.nr_vectors, ==, GPOINTER_TO_UINT(
+                                 g_hash_table_lookup(model, key)));
+            g_hash_table_remove(model, key);
+        } else if (ev.kind == IVSH_EV_EVENTFD && v == IVSH_OK) {
+            gpointer key = GUINT_TO_POINTER(ev.peer);
+            uint32_t n = GPOINTER_TO_UINT(g_hash_table_lookup(model, key));
+
+            g_assert_cmpuint(ev.vector, ==, n);
+            g_hash_table_insert(model, key, GUINT_TO_POINTER(n + 1));
+        }
+        if (v == IVSH_DROP && fd >= 0 && msg >= 0 && msg != c.own_id &&
+            strstr(err->message, "refused: the limit")) {
+            g_assert_false(g_hash_table_contains(model,
+                                                 GUINT_TO_POINTER(msg)));
+        }
         if (v != IVSH_OK) {
             g_assert(ev.fd == -1);
+            g_assert(ev.kind == IVSH_EV_NONE ||
+                     ev.kind == IVSH_EV_PEER_GONE);
             if (fd >= 0) {
                 g_assert(!fd_is_open(fd));
             }
@@ -218,6 +258,7 @@ static void fuzz_decoder(Input *in)
         }
         g_assert(c.nr_fds <= max_fds);
         g_assert(c.nr_fds == held_fds(&c));
+        g_assert(c.nr_fds == model_fds(model));
         g_assert(ivsh_client_nr_peers(&c) <= g_hash_table_size(c.peers));
     }
     ivsh_client_destroy(&c);

@@ -521,34 +521,93 @@ static void test_client_fd_budget(Fixture *f, gconstpointer data)
     shm = setup_client(f, 0);
 
     give_eventfds(f, 1, 2);             /* 2 of 3 */
-    give_eventfds(f, 2, 1);             /* 3 of 3: peer 2 is in */
-    efd = new_eventfd();                /* its second one is not */
-    g_assert_cmpint(feed(f, 2, efd, NULL), ==, IVSH_DROP);
+    give_eventfds(f, 2, 1);             /* 3 of 3 */
+    /* Peer 2's second does not fit: the whole of peer 2 is refused */
+    efd = new_eventfd();
+    g_assert_cmpint(feed(f, 2, efd, &ev), ==, IVSH_DROP);
     g_assert_false(fd_is_open(efd));
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_PEER_GONE);
+    g_assert_cmpuint(ev.peer, ==, 2);
+    g_assert_cmpuint(ev.nr_vectors, ==, 1);
+    g_assert_cmpint(ev.fd, ==, -1);
+    g_assert_cmpuint(f->c.nr_fds, ==, 2);
+    g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 1);
 
-    /* Peer 3 does not fit at all: refused as a whole */
+    /* Peer 3 fits once (3 of 3), then does not: refused too */
+    give_eventfds(f, 3, 1);
     efd = new_eventfd();
-    g_assert_cmpint(feed(f, 3, efd, NULL), ==, IVSH_DROP);
+    g_assert_cmpint(feed(f, 3, efd, &ev), ==, IVSH_DROP);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_PEER_GONE);
+    g_assert_cmpuint(ev.nr_vectors, ==, 1);
+    g_assert_cmpuint(f->c.nr_fds, ==, 2);
+
+    /* Peer 5 does not fit at all: refused, nothing to release */
+    give_eventfds(f, 4, 1);             /* 3 of 3 */
+    efd = new_eventfd();
+    g_assert_cmpint(feed(f, 5, efd, &ev), ==, IVSH_DROP);
     g_assert_false(fd_is_open(efd));
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_NONE);
     efd = new_eventfd();
-    g_assert_cmpint(feed(f, 3, efd, NULL), ==, IVSH_DROP);
+    g_assert_cmpint(feed(f, 5, efd, NULL), ==, IVSH_DROP);
     g_assert_false(fd_is_open(efd));
     g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 2);
+    g_assert_cmpuint(f->c.nr_fds, ==, 3);
 
-    /* Even when room appears, until it leaves */
+    /* Refused ones stay refused even when room appears, until they leave */
     g_assert_cmpint(feed(f, 1, -1, &ev), ==, IVSH_OK);
     g_assert_cmpint(ev.kind, ==, IVSH_EV_PEER_GONE);
     g_assert_cmpuint(f->c.nr_fds, ==, 1);
     efd = new_eventfd();
-    g_assert_cmpint(feed(f, 3, efd, NULL), ==, IVSH_DROP);
+    g_assert_cmpint(feed(f, 2, efd, &ev), ==, IVSH_DROP);
     g_assert_false(fd_is_open(efd));
-
-    /* Its disconnect is accepted without an event; then it may return */
-    g_assert_cmpint(feed(f, 3, -1, &ev), ==, IVSH_OK);
     g_assert_cmpint(ev.kind, ==, IVSH_EV_NONE);
-    give_eventfds(f, 3, 2);
+    efd = new_eventfd();
+    g_assert_cmpint(feed(f, 5, efd, NULL), ==, IVSH_DROP);
+    g_assert_false(fd_is_open(efd));
+    g_assert_cmpuint(f->c.nr_fds, ==, 1);
+
+    /* Their disconnect is accepted without an event; then they may return */
+    g_assert_cmpint(feed(f, 2, -1, &ev), ==, IVSH_OK);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_NONE);
+    g_assert_cmpint(feed(f, 5, -1, &ev), ==, IVSH_OK);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_NONE);
+    give_eventfds(f, 5, 2);
     g_assert_cmpuint(f->c.nr_fds, ==, 3);
     g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 2);
+    close(shm);
+}
+
+/*
+ * The configuration of the report: budget 10, 4 vectors, our own 4 in
+ * first; peer 1 takes 4, peer 2 fits twice and is then refused as a
+ * whole, its 2 released; our own vectors are never touched.
+ */
+static void test_client_budget_whole_peer(Fixture *f, gconstpointer data)
+{
+    IvshEvent ev;
+    int shm, i;
+
+    ivsh_client_destroy(&f->c);
+    ivsh_client_init(&f->c, 4, 10);
+    ivsh_client_reserve_own(&f->c, 4);
+    shm = setup_client(f, 0);
+    give_eventfds(f, 0, 4);
+    give_eventfds(f, 1, 4);
+    give_eventfds(f, 2, 2);             /* 10 of 10 */
+    g_assert_cmpint(feed(f, 2, new_eventfd(), &ev), ==, IVSH_DROP);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_PEER_GONE);
+    g_assert_cmpuint(ev.peer, ==, 2);
+    g_assert_cmpuint(ev.nr_vectors, ==, 2);
+    for (i = 0; i < 3; i++) {
+        g_assert_cmpint(feed(f, 2, new_eventfd(), &ev), ==, IVSH_DROP);
+        g_assert_cmpint(ev.kind, ==, IVSH_EV_NONE);
+    }
+    g_assert_cmpuint(f->c.nr_fds, ==, 8);
+    g_assert_cmpuint(ivsh_client_own_fds(&f->c), ==, 4);
+    g_assert_cmpuint(ivsh_client_nr_peers(&f->c), ==, 1);
+    g_assert_cmpint(feed(f, 2, -1, &ev), ==, IVSH_OK);
+    g_assert_cmpint(ev.kind, ==, IVSH_EV_NONE);
+    g_assert_cmpuint(f->c.nr_fds, ==, 8);
     close(shm);
 }
 
@@ -901,6 +960,7 @@ int main(int argc, char **argv)
     ADD_F("not-eventfd", test_client_not_eventfd);
     ADD_F("too-many-eventfds", test_client_too_many_eventfds);
     ADD_F("fd-budget", test_client_fd_budget);
+    ADD_F("budget-whole-peer", test_client_budget_whole_peer);
     ADD_F("reserve-own", test_client_reserve_own);
     ADD_F("no-reserve", test_client_no_reserve);
     ADD_F("disconnect-own", test_client_disconnect_own);
