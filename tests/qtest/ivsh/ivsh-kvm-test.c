@@ -745,6 +745,43 @@ static void test_bus_master(void)
     kvm_stop(&k);
 }
 
+/*
+ * Bus mastering off, vector 0 masked: a doorbell read into the PBA by a
+ * PBA read (vector 0), or left in the eventfd (vector 1), survives the
+ * guest unmasking while bus mastering is still off (QEMU's MSI-X core
+ * would send a pending vector into the disabled bus-master address
+ * space); bus mastering on delivers each.
+ */
+static void test_bus_master_unmask(void)
+{
+    KvmVm k;
+    IvshVm *vm;
+    uint16_t cmd;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    kvm_start(&k, 1, 2, "pc,kernel-irqchip=on", NULL);
+    vm = &k.vm[0];
+    msix_program(vm, 0, true);
+    msix_set_flags(vm, msix_flags(vm) | PCI_MSIX_FLAGS_ENABLE);
+    cmd = qpci_config_readw(vm->d.dev, PCI_COMMAND);
+    qpci_config_writew(vm->d.dev, PCI_COMMAND, cmd & ~PCI_COMMAND_MASTER);
+    ivsh_tserver_ring(k.env[0].ts, vm->id, 0);
+    ivsh_tserver_ring(k.env[0].ts, vm->id, 1);
+    g_assert_true(ivsh_vm_wait_pending(vm, 0));     /* the PBA read */
+    ivsh_msix_entry(vm->d.dev, 0, APIC_MSI_ADDR, VEC(0), false);
+    ivsh_msix_entry(vm->d.dev, 1, APIC_MSI_ADDR, VEC(1), false);
+    g_assert_true(qpci_msix_pending(vm->d.dev, 0));
+    g_assert_false(irr_has(k.qts, VEC(0)));
+    g_assert_false(irr_has(k.qts, VEC(1)));
+    qpci_config_writew(vm->d.dev, PCI_COMMAND, cmd);
+    g_assert_true(wait_irr(k.qts, VEC(0)));
+    g_assert_true(wait_irr(k.qts, VEC(1)));
+    g_assert_false(qpci_msix_pending(vm->d.dev, 0));
+    kvm_stop(&k);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -760,6 +797,8 @@ int main(int argc, char **argv)
     qtest_add_func("/ivsh/kvm/maskall-commits", test_maskall_commits);
     qtest_add_func("/ivsh/kvm/address-hi", test_address_hi);
     qtest_add_func("/ivsh/kvm/bus-master-off", test_bus_master);
+    qtest_add_func("/ivsh/kvm/bus-master-off-unmask",
+                   test_bus_master_unmask);
 
     return g_test_run();
 }
