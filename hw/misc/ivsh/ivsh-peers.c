@@ -1428,6 +1428,13 @@ static bool ivsh_chr_wait_connected(IvshState *s, Chardev *chr,
     return true;
 }
 
+static void ivsh_chr_no_fd_pass(Chardev *chr, Error **errp)
+{
+    error_setg(errp, "chardev '%s' cannot pass file descriptors", chr->label);
+    error_append_hint(errp, "Connect to the ivshmem server with "
+                      "-chardev socket,path=SOCKET.\n");
+}
+
 static bool ivsh_chr_check(IvshState *s, int64_t deadline, int *sock,
                            Error **errp)
 {
@@ -1440,12 +1447,15 @@ static bool ivsh_chr_check(IvshState *s, int64_t deadline, int *sock,
         error_setg(errp, "You must specify a 'chardev'");
         return false;
     }
+    /*
+     * The socket chardev announces fd passing for path= only; fd= (a
+     * socket a management layer connected) may be a UNIX socket too,
+     * which the channel tells once connected (below).
+     */
     if (!object_dynamic_cast(OBJECT(chr), TYPE_CHARDEV_SOCKET) ||
-        !qemu_chr_has_feature(chr, QEMU_CHAR_FEATURE_FD_PASS)) {
-        error_setg(errp, "chardev '%s' cannot pass file descriptors",
-                   chr->label);
-        error_append_hint(errp, "Connect to the ivshmem server with "
-                          "-chardev socket,path=SOCKET.\n");
+        (!qemu_chr_has_feature(chr, QEMU_CHAR_FEATURE_FD_PASS) &&
+         SOCKET_CHARDEV(chr)->addr->type != SOCKET_ADDRESS_TYPE_FD)) {
+        ivsh_chr_no_fd_pass(chr, errp);
         return false;
     }
     sc = SOCKET_CHARDEV(chr);
@@ -1471,6 +1481,11 @@ static bool ivsh_chr_check(IvshState *s, int64_t deadline, int *sock,
                    "server", chr->label);
         error_append_hint(errp, "Connect to the ivshmem server with "
                           "-chardev socket,path=SOCKET.\n");
+        return false;
+    }
+    if (!qio_channel_has_feature(QIO_CHANNEL(sc->sioc),
+                                 QIO_CHANNEL_FEATURE_FD_PASS)) {
+        ivsh_chr_no_fd_pass(chr, errp);
         return false;
     }
     s->reconnect_ms = sc->reconnect_time_ms;

@@ -14,6 +14,8 @@
 #include "qemu/osdep.h"
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/un.h>
+#include <netinet/in.h>
 #include "qobject/qdict.h"
 #include "hw/pci/pci_regs.h"
 #include "hw/misc/ivsh-regs.h"
@@ -592,6 +594,85 @@ static void test_many_peers(void)
     ivsh_env_free(&e);
 }
 
+/*
+ * -chardev socket,fd=N: a socket a management layer connected and passed
+ * to QEMU.  A UNIX socket serves like path= (QEMU 10.0's device takes it
+ * too); a TCP socket cannot carry the server's fds and is refused.
+ */
+static int connect_unix(const char *path)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpuint(strlen(path), <, sizeof(sun.sun_path));
+    strcpy(sun.sun_path, path);
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), ==, 0);
+    return fd;
+}
+
+static void test_chardev_fd(void)
+{
+    IvshEnv e;
+    IvshVm *vm = g_new0(IvshVm, 1);
+    g_autofree char *args = NULL;
+    int fd, host;
+
+    ivsh_env_init(&e, SHM_SIZE, 2);
+    fd = connect_unix(e.sock);
+    args = g_strdup_printf("-M pc -chardev socket,id=srv,fd=%d -device "
+                           "ivshmem-doorbell,chardev=srv,vectors=2,"
+                           "addr=04.0", fd);
+    ivsh_vm_open(vm, qtest_init(args), IVSH_DEVFN, 2);
+    close(fd);
+    g_assert_true(ivsh_tserver_wait_peers(e.ts, 1));
+    g_assert_cmpint(vm->id, ==, ivsh_tserver_peer_id(e.ts, 0));
+
+    host = ivsh_tserver_add_host_peer(e.ts);
+    g_assert_true(ivsh_vm_sync_host_peer(&e, vm, host));
+    ivsh_tserver_ring(e.ts, vm->id, 1);
+    g_assert_true(ivsh_vm_wait_msi(vm, 1));
+    ivsh_vm_ring(vm, host, 1);
+    g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, host, 1, IVSH_WAIT_MS),
+                     ==, 1);
+    ivsh_vm_free(vm);
+    ivsh_env_free(&e);
+}
+
+static void test_chardev_fd_tcp(void)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    socklen_t len = sizeof(sin);
+    g_autofree char *args = NULL;
+    QTestState *qts;
+    QDict *rsp;
+    int lfd, fd;
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    g_assert_cmpint(lfd, >=, 0);
+    g_assert_cmpint(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), ==, 0);
+    g_assert_cmpint(listen(lfd, 1), ==, 0);
+    g_assert_cmpint(getsockname(lfd, (struct sockaddr *)&sin, &len), ==, 0);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), ==, 0);
+
+    args = g_strdup_printf("-M pc -chardev socket,id=tcp,fd=%d", fd);
+    qts = qtest_init(args);
+    close(fd);
+    rsp = qtest_qmp(qts, "{'execute': 'device_add', 'arguments': {"
+                    "'driver': 'ivshmem-doorbell', 'chardev': 'tcp'}}");
+    g_assert_true(qdict_haskey(rsp, "error"));
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"),
+                                          "desc"),
+                            "chardev 'tcp' cannot pass file descriptors"));
+    qobject_unref(rsp);
+    /* QEMU is still up */
+    qtest_qmp_assert_success(qts, "{'execute': 'query-status'}");
+    qtest_quit(qts);
+    close(lfd);
+}
+
 int main(int argc, char **argv)
 {
     size_t i;
@@ -625,6 +706,8 @@ int main(int argc, char **argv)
     }
     qtest_add_func("/ivsh/doorbell/migrate/blocked", test_migrate_blocked);
     qtest_add_func("/ivsh/doorbell/16-peers-64-vectors", test_many_peers);
+    qtest_add_func("/ivsh/doorbell/chardev-fd", test_chardev_fd);
+    qtest_add_func("/ivsh/doorbell/chardev-fd-tcp", test_chardev_fd_tcp);
 
     return g_test_run();
 }
