@@ -5,8 +5,8 @@
  * Every case here was a hang, a crash or a silent loss of interrupts in
  * an earlier version (docs/specs/ivsh-spec.rst, "Differences from QEMU
  * 10.0").  A case that could hang QEMU runs its QMP commands under a
- * deadline (guard_start()): a hang fails the test instead of stalling the
- * run.  The KVM-only cases are in ivsh-kvm-test.c.
+ * deadline (ivsh_guard_start()): a hang fails the test instead of
+ * stalling the run.  The KVM-only cases are in ivsh-kvm-test.c.
  *
  * Environment: QTEST_QEMU_BINARY; IVSH_UPSTREAM_QEMU (QEMU 10.0's own
  * device as a peer); IVSH_SERVER (the project's ivsh-server, else
@@ -36,40 +36,12 @@
 
 /* ---- a deadline for QMP commands that a broken device would hang ---- */
 
-static const char *guard_what;
-
-static void guard_fire(int sig)
-{
-    static const char msg[] = "\n# deadline reached, QEMU hangs: ";
-
-    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 ||
-        write(STDERR_FILENO, guard_what, strlen(guard_what)) < 0 ||
-        write(STDERR_FILENO, "\n", 1) < 0) {
-        /* nothing more to say */
-    }
-    abort();            /* libqtest's abort hook kills QEMU */
-}
-
-static void guard_start(const char *what)
-{
-    struct sigaction sa = { .sa_handler = guard_fire };
-
-    guard_what = what;
-    sigaction(SIGALRM, &sa, NULL);
-    alarm(GUARD_S);
-}
-
-static void guard_stop(void)
-{
-    alarm(0);
-}
-
 /* QMP answers, within the deadline */
 static void assert_responsive(QTestState *qts, const char *what)
 {
-    guard_start(what);
+    ivsh_guard_start(what, GUARD_S);
     qtest_qmp_assert_success(qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
 }
 
 static char *errfile(IvshEnv *e, const char *name)
@@ -300,9 +272,9 @@ static void test_mixed(gconstpointer opaque)
         g_assert_true(ring_until_msi(b, a, 0));
     }
 
-    guard_start("system_reset of A");
+    ivsh_guard_start("system_reset of A", GUARD_S);
     qtest_system_reset(a->qts);
-    guard_stop();
+    ivsh_guard_stop();
     reopen(a);
 
     /* A rings its own blocking eventfds, and B rings A */
@@ -338,17 +310,17 @@ static void test_blocking_eventfds(void)
     /* QEMU set O_NONBLOCK when it took them: clear it again, for all */
     ivsh_tserver_clear_nonblock(e.ts);
 
-    guard_start("system_reset with blocking eventfds");
+    ivsh_guard_start("system_reset with blocking eventfds", GUARD_S);
     qtest_system_reset(vm->qts);
-    guard_stop();
+    ivsh_guard_stop();
     reopen(vm);
     ivsh_tserver_ring(e.ts, vm->id, 1);
     g_assert_true(ivsh_vm_wait_msi(vm, 1));
     ivsh_vm_ring(vm, vm->id, 0);
     g_assert_true(ivsh_vm_wait_msi(vm, 0));
-    guard_start("doorbell to a host peer with blocking eventfds");
+    ivsh_guard_start("doorbell to a host peer with blocking eventfds", GUARD_S);
     ivsh_vm_ring(vm, host, 1);
-    guard_stop();
+    ivsh_guard_stop();
     g_assert_cmpuint(ivsh_tserver_wait_rung(e.ts, host, 1, IVSH_WAIT_MS), ==,
                      1);
     assert_responsive(vm->qts, "query-status");
@@ -378,11 +350,11 @@ static void test_peer_saturates(gconstpointer opaque)
     fd = ivsh_tserver_eventfd(e.ts, host, 0);
     efd_add(fd, 0xfffffffffffffffeULL);
 
-    guard_start("doorbell to a saturated eventfd");
+    ivsh_guard_start("doorbell to a saturated eventfd", GUARD_S);
     ivsh_vm_ring(vm, host, 0);
     ivsh_vm_ring(vm, host, 0);
     qtest_qmp_assert_success(vm->qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
     g_assert_true(ivsh_wait_file_contains(err, "counter is full"));
     /* Once the peer reads it, doorbells pass again */
     g_assert_cmphex(efd_take(fd), ==, 0xfffffffffffffffeULL);

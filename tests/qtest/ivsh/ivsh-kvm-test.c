@@ -70,34 +70,6 @@ static bool skip_without_kvm(void)
     return false;
 }
 
-static const char *guard_what;
-
-static void guard_fire(int sig)
-{
-    static const char msg[] = "\n# deadline reached, QEMU hangs: ";
-
-    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 ||
-        write(STDERR_FILENO, guard_what, strlen(guard_what)) < 0 ||
-        write(STDERR_FILENO, "\n", 1) < 0) {
-        /* nothing more to say */
-    }
-    abort();            /* libqtest's abort hook kills QEMU */
-}
-
-static void guard_start(const char *what)
-{
-    struct sigaction sa = { .sa_handler = guard_fire };
-
-    guard_what = what;
-    sigaction(SIGALRM, &sa, NULL);
-    alarm(GUARD_S);
-}
-
-static void guard_stop(void)
-{
-    alarm(0);
-}
-
 /*
  * The -bios: enable the x2APIC (IA32_APIC_BASE bits 10-11), software-
  * enable it (SPIV 0x1ff), then cli; hlt forever.  Real mode, at the reset
@@ -342,9 +314,9 @@ static bool file_has(const char *path, const char *text)
 
 static void assert_alive(KvmVm *k, const char *what)
 {
-    guard_start(what);
+    ivsh_guard_start(what, GUARD_S);
     qtest_qmp_assert_success(k->qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
 }
 
 /* irqfd delivery, a masked vector's PBA bit, delivery on unmask */
@@ -436,12 +408,12 @@ static void test_blocking_pba(void)
     ivsh_tserver_ring(k.env[0].ts, vm->id, 1);
     ivsh_tserver_clear_nonblock(k.env[0].ts);
     msix_program(vm, 0, true);
-    guard_start("MSI-X enable with blocking eventfds");
+    ivsh_guard_start("MSI-X enable with blocking eventfds", GUARD_S);
     msix_set_flags(vm, msix_flags(vm) | PCI_MSIX_FLAGS_ENABLE |
                    PCI_MSIX_FLAGS_MASKALL);
     qpci_msix_pending(vm->d.dev, 0);
     qtest_qmp_assert_success(k.qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
     g_assert_true(ivsh_vm_wait_pending(vm, 1));
     msix_set_flags(vm, (msix_flags(vm) | PCI_MSIX_FLAGS_ENABLE) &
                    ~PCI_MSIX_FLAGS_MASKALL);
@@ -553,10 +525,10 @@ static void test_dup_own_vectors(void)
     g_assert_true(ivsh_wait_file_contains(k.err, "server sent the eventfd "
                                           "of peer 3 vector 0 again, as "
                                           "peer 3 vector 1: refused"));
-    guard_start("unmasking two vectors on one eventfd");
+    ivsh_guard_start("unmasking two vectors on one eventfd", GUARD_S);
     enable_via_maskall(&k.vm[0], 0);
     qtest_qmp_assert_success(k.qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
     g_assert_cmpint(write(d[0].efd, &(uint64_t){ 1 }, 8), ==, 8);
     g_assert_true(wait_irr(k.qts, VEC(0)));
     g_assert_false(irr_has(k.qts, VEC(1)));
@@ -581,11 +553,11 @@ static void test_shared_across_devices(void)
     kvm_start_scripted(&k, 2, 2, s_shared_own, d, "pc,kernel-irqchip=on",
                        NULL);
     /* Both devices hold their eventfds once vector 1 rings through */
-    guard_start("unmasking a shared eventfd on two devices");
+    ivsh_guard_start("unmasking a shared eventfd on two devices", GUARD_S);
     enable_via_maskall(&k.vm[0], 0);
     enable_via_maskall(&k.vm[1], 0);
     qtest_qmp_assert_success(k.qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
     g_assert_true(ivsh_wait_file_contains(k.err, "KVM refused its irqfd"));
     g_assert_cmpint(write(d[0].efd, &(uint64_t){ 1 }, 8), ==, 8);
     g_assert_true(wait_irr(k.qts, VEC(0)));
@@ -626,12 +598,12 @@ static void test_routes_exhausted(void)
         return;
     }
     kvm_start(&k, 2, 2048, "pc,kernel-irqchip=on", NULL);
-    guard_start("enabling 2 x 2048 vectors");
+    ivsh_guard_start("enabling 2 x 2048 vectors", GUARD_S);
     for (i = 0; i < 2; i++) {
         unmask_all_via_maskall(&k.vm[i]);
     }
     qtest_qmp_assert_success(k.qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
     g_assert_true(ivsh_wait_file_contains(k.err, "no KVM MSI route"));
     /* The last device's last vector still delivers (through QEMU) */
     ivsh_tserver_ring(k.env[1].ts, k.vm[1].id, 2047);
@@ -649,9 +621,9 @@ static void test_routes_exhausted(void)
      */
     adds = trace_count(&k, "kvm_irqchip_add_msi_route");
     releases = trace_count(&k, "kvm_irqchip_release_virq");
-    guard_start("enabling 2048 vectors again");
+    ivsh_guard_start("enabling 2048 vectors again", GUARD_S);
     unmask_all_via_maskall(&k.vm[1]);
-    guard_stop();
+    ivsh_guard_stop();
     assert_alive(&k, "query-status after MSI-X enable");
     g_test_message("%u routes added before, %u releases; %u added on "
                    "re-enable", adds, releases,
@@ -703,10 +675,10 @@ static void test_address_hi(void)
     }
     kvm_start(&k, 1, 2, "q35,kernel-irqchip=on", "-smp 1,maxcpus=288");
     ivsh_tserver_ring(k.env[0].ts, k.vm[0].id, 1);
-    guard_start("unmasking a vector with address_hi 1");
+    ivsh_guard_start("unmasking a vector with address_hi 1", GUARD_S);
     enable_via_maskall(&k.vm[0], 1);
     qtest_qmp_assert_success(k.qts, "{'execute': 'query-status'}");
-    guard_stop();
+    ivsh_guard_stop();
     g_assert_true(ivsh_wait_file_contains(k.err, "KVM cannot route its "
                                           "MSI-X message"));
     /* A correct message afterwards is routed again after re-enable */

@@ -554,3 +554,33 @@ bool ivsh_vm_sync_host_peer(IvshEnv *e, IvshVm *vm, int host)
 
     return ivsh_wait_until(host_rung, &hs, IVSH_WAIT_MS);
 }
+
+/* ---- a deadline for commands a broken device would hang ---- */
+
+static const char *guard_what;
+
+static void guard_fire(int sig)
+{
+    static const char msg[] = "\n# deadline reached, QEMU hangs: ";
+
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 ||
+        write(STDERR_FILENO, guard_what, strlen(guard_what)) < 0 ||
+        write(STDERR_FILENO, "\n", 1) < 0) {
+        /* nothing more to say */
+    }
+    abort();            /* libqtest's abort hook kills QEMU */
+}
+
+void ivsh_guard_start(const char *what, unsigned seconds)
+{
+    struct sigaction sa = { .sa_handler = guard_fire };
+
+    guard_what = what;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(seconds);
+}
+
+void ivsh_guard_stop(void)
+{
+    alarm(0);
+}

@@ -177,4 +177,12 @@ bool ivsh_vm_msi_seen(IvshVm *vm, unsigned v);
  */
 bool ivsh_vm_sync_host_peer(IvshEnv *e, IvshVm *vm, int host);
 
+/*
+ * A deadline for a command a broken device would hang (e.g. a blocking
+ * read with the big lock held): past @seconds the test aborts, naming
+ * @what, and libqtest's abort hook kills QEMU.
+ */
+void ivsh_guard_start(const char *what, unsigned seconds);
+void ivsh_guard_stop(void);
+
 #endif
