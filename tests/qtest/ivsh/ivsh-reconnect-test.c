@@ -497,12 +497,12 @@ static void test_refused(gconstpointer opaque)
     rt_restart(&t);
     if (!strcmp(c->name, "other-memory")) {
         other = ivsh_rsrv_memfd(SHM_SIZE);
-        ivsh_rsrv_setup(&t.r, VM_ID, other);
+        ivsh_rsrv_setup_refused(&t.r, VM_ID, other);
     } else if (!strcmp(c->name, "other-id")) {
-        ivsh_rsrv_setup(&t.r, VM_ID + 1, t.r.shm_fd);
+        ivsh_rsrv_setup_refused(&t.r, VM_ID + 1, t.r.shm_fd);
     } else if (!strcmp(c->name, "other-size")) {
         g_assert_cmpint(ftruncate(t.r.shm_fd, 2 * SHM_SIZE), ==, 0);
-        ivsh_rsrv_setup(&t.r, VM_ID, t.r.shm_fd);
+        ivsh_rsrv_setup_refused(&t.r, VM_ID, t.r.shm_fd);
     } else {
         ivsh_rsrv_send(&t.r, 1, -1);
     }

@@ -152,6 +152,23 @@ void ivsh_rsrv_setup(IvshRsrv *r, int64_t id, int shm_fd)
     ivsh_rsrv_send(r, IVSH_MSG_SHM, shm_fd);
 }
 
+void ivsh_rsrv_setup_refused(IvshRsrv *r, int64_t id, int shm_fd)
+{
+    const int64_t msg[] = { 0, id, IVSH_MSG_SHM };
+    unsigned i;
+    int ret;
+
+    g_assert(r->sock >= 0);
+    for (i = 0; i < G_N_ELEMENTS(msg); i++) {
+        ret = ivsh_msg_send(r->sock, msg[i], msg[i] == IVSH_MSG_SHM ?
+                            shm_fd : -1);
+        if (ret == -EPIPE || ret == -ECONNRESET) {
+            return;     /* the device refused and closed already */
+        }
+        g_assert_cmpint(ret, ==, 0);
+    }
+}
+
 void ivsh_rsrv_eventfds(IvshRsrv *r, int peer, const int *efd, unsigned n)
 {
     unsigned i;

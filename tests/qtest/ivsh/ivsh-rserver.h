@@ -47,6 +47,11 @@ bool ivsh_rsrv_wait_eof(IvshRsrv *r, int ms);
 
 /* To the client: version, @id and the shared memory @shm_fd */
 void ivsh_rsrv_setup(IvshRsrv *r, int64_t id, int shm_fd);
+/*
+ * The same for a set-up the device is expected to refuse: it may close
+ * the connection before the last message (EPIPE is no error here).
+ */
+void ivsh_rsrv_setup_refused(IvshRsrv *r, int64_t id, int shm_fd);
 /* To the client: @n eventfds of @peer */
 void ivsh_rsrv_eventfds(IvshRsrv *r, int peer, const int *efd, unsigned n);
 /* To the client: one message; @fd or -1 */
