@@ -217,11 +217,13 @@ static void msix_set_flags(IvshVm *vm, uint16_t flags)
 
 /*
  * Start a KVM VM with @n doorbell devices (slots 4, 5, 6), each on its
- * own in-test server with @vectors; @machine options and @extra args.
- * The devices are found and mapped; MSI-X untouched.
+ * own in-test server with @vectors, whose first connection runs
+ * @script(@opaque[i]) when @script is set; @machine options and @extra
+ * args.  The devices are found and mapped; MSI-X untouched.
  */
-static void kvm_start(KvmVm *k, unsigned n, unsigned vectors,
-                      const char *machine, const char *extra)
+static void kvm_start_with(KvmVm *k, unsigned n, unsigned vectors,
+                           IvshTScript *script, void *const *opaque,
+                           const char *machine, const char *extra)
 {
     g_autofree char *bios = NULL;
     g_autoptr(GString) args = g_string_new("");
@@ -231,6 +233,9 @@ static void kvm_start(KvmVm *k, unsigned n, unsigned vectors,
     k->nr_env = n;
     for (i = 0; i < n; i++) {
         ivsh_env_init(&k->env[i], IVSH_ENV_SHM_SIZE, vectors);
+        if (script) {
+            ivsh_tserver_script(k->env[i].ts, script, opaque[i]);
+        }
     }
     bios = write_bios(k->env[0].dir);
     k->err = g_build_filename(k->env[0].dir, "qemu.err", NULL);
@@ -265,6 +270,12 @@ static void kvm_start(KvmVm *k, unsigned n, unsigned vectors,
         vm->id = ivsh_reg_read(&vm->d, IVSH_REG_IV_POSITION);
         msix_map(vm);
     }
+}
+
+static void kvm_start(KvmVm *k, unsigned n, unsigned vectors,
+                      const char *machine, const char *extra)
+{
+    kvm_start_with(k, n, vectors, NULL, NULL, machine, extra);
 }
 
 static void kvm_stop(KvmVm *k)
@@ -464,45 +475,15 @@ static void kvm_start_scripted(KvmVm *k, unsigned n, unsigned vectors,
                                IvshTScript *script, DupScript *d,
                                const char *machine, const char *extra)
 {
-    g_autofree char *bios = NULL;
-    g_autoptr(GString) args = g_string_new("");
+    g_autofree void **opaque = g_new(void *, n);
     unsigned i;
 
-    memset(k, 0, sizeof(*k));
-    k->nr_env = n;
     for (i = 0; i < n; i++) {
-        ivsh_env_init(&k->env[i], IVSH_ENV_SHM_SIZE, vectors);
-        ivsh_tserver_script(k->env[i].ts, script, &d[i]);
+        opaque[i] = &d[i];
     }
-    bios = write_bios(k->env[0].dir);
-    k->err = g_build_filename(k->env[0].dir, "qemu.err", NULL);
-    k->trace = g_build_filename(k->env[0].dir, "trace.log", NULL);
-    g_string_append_printf(args, "-accel kvm -M %s -nodefaults "
-                           "-global apic-common.vapic=off -bios %s -D %s "
-                           "-trace kvm_irqchip_add_msi_route "
-                           "-trace kvm_irqchip_release_virq %s",
-                           machine, bios, k->trace, extra ? extra : "");
+    kvm_start_with(k, n, vectors, script, opaque, machine, extra);
     for (i = 0; i < n; i++) {
-        g_string_append_printf(args, " -chardev socket,id=s%u,path=%s "
-                               "-device ivshmem-doorbell,chardev=s%u,"
-                               "vectors=%u,addr=%u.0,id=db%u", i,
-                               k->env[i].sock, i, vectors, 4 + i, i);
-    }
-    g_string_append_printf(args, " 2>%s", k->err);
-    qtest_add_abrt_handler(dump_err, k);
-    k->qts = qtest_init(args->str);
-    qtest_qmp_assert_success(k->qts, "{'execute': 'cont'}");
-    g_assert_true(ivsh_wait_until(apic_ready, k->qts, KVM_WAIT_MS));
-    for (i = 0; i < n; i++) {
-        k->vm[i].qts = k->qts;
-        k->vm[i].vectors = vectors;
-        if (i == 0) {
-            ivsh_dev_open(&k->vm[i].d, k->qts, QPCI_DEVFN(4, 0));
-        } else {
-            ivsh_dev_open_on(&k->vm[i].d, &k->vm[0].d, QPCI_DEVFN(4 + i, 0));
-        }
-        k->vm[i].id = d[i].id;
-        msix_map(&k->vm[i]);
+        g_assert_cmpint(k->vm[i].id, ==, d[i].id);
     }
 }
 
