@@ -285,6 +285,21 @@ static void check_memory(Rt *t, IvshRsrv *srv, uint32_t pattern)
 /* ---- same memory, same ID ---- */
 
 /*
+ * After a swap to new eventfds: the rings went to the new ones only (the
+ * host peer's old eventfds hold nothing); close the old ones.
+ */
+static void old_efds_unrung_close(int *own1, int *host1)
+{
+    unsigned v;
+
+    for (v = 0; v < VECTORS; v++) {
+        g_assert_cmpuint(ivsh_efd_take(host1[v]), ==, 0);
+    }
+    ivsh_efds_close(own1, VECTORS);
+    ivsh_efds_close(host1, VECTORS);
+}
+
+/*
  * The server comes back with the same memory and ID and new eventfds for
  * everyone: the VM swaps them in (vector by vector), closes the old ones
  * (fd count as before), and doorbells go through the new ones both ways.
@@ -314,11 +329,7 @@ static void do_same_memory(bool same_efds)
     ring_vm(&t, t.own);
     ring_host(&t, HOST, t.host);
     if (!same_efds) {
-        /* The rings went to the new eventfds only */
-        g_assert_cmpuint(ivsh_efd_take(host1[0]), ==, 0);
-        g_assert_cmpuint(ivsh_efd_take(host1[1]), ==, 0);
-        ivsh_efds_close(own1, VECTORS);
-        ivsh_efds_close(host1, VECTORS);
+        old_efds_unrung_close(own1, host1);
     }
     ivsh_wait_fds(t.qts, t.base_fds);
     g_assert_cmpuint(qpci_io_readl(t.vm.d.dev, t.vm.d.shm, 0x100), ==,
@@ -864,10 +875,7 @@ static void test_kvm(gconstpointer opaque)
     ring_vm_pending(&t, t.own);
     ring_host(&t, HOST, t.host);
     if (!same_efds) {
-        g_assert_cmpuint(ivsh_efd_take(host1[0]), ==, 0);
-        g_assert_cmpuint(ivsh_efd_take(host1[1]), ==, 0);
-        ivsh_efds_close(own1, VECTORS);
-        ivsh_efds_close(host1, VECTORS);
+        old_efds_unrung_close(own1, host1);
     }
     ivsh_wait_fds(t.qts, t.base_fds);
     g_assert_cmpuint(count_in_file(t.err, "refused"), ==, 0);
