@@ -38,15 +38,11 @@
 #define TOKEN_STOP  2
 
 typedef struct Bench {
+    FloorOpts o;
     bool poll;
     bool fork;
-    bool pin;
-    bool json;
-    bool quiet;
-    int cpus[2];
     uint64_t n;
     uint64_t warmup;
-    uint64_t timeout_s;
 
     int ping_fd;
     int pong_fd;
@@ -128,8 +124,8 @@ static void responder(void)
 {
     uint64_t val;
 
-    if (bench.pin) {
-        floor_pin(PROG, pthread_self(), bench.cpus[1]);
+    if (bench.o.pin) {
+        floor_pin(PROG, pthread_self(), bench.o.cpus[1]);
     }
     for (;;) {
         if (!wait_token(bench.ping_fd, bench.poll, &val)) {
@@ -158,8 +154,8 @@ static void *initiator_thread(void *opaque)
     uint64_t i, t0, t1, val;
     long cs0 = 0;
 
-    if (bench.pin) {
-        floor_pin(PROG, pthread_self(), bench.cpus[0]);
+    if (bench.o.pin) {
+        floor_pin(PROG, pthread_self(), bench.o.cpus[0]);
     }
     for (i = 0; i < total; i++) {
         if (i == bench.warmup) {
@@ -194,13 +190,13 @@ static void report(void)
     const char *mode = bench.poll ? "poll" : "block";
 
     floor_stats_compute(&st, bench.samples, bench.n, 1.0);
-    if (!bench.json) {
+    if (!bench.o.json) {
         printf(PROG ": %s%s: %llu round trips, ", mode,
                bench.fork ? " (processes)" : "",
                (unsigned long long)bench.n);
         floor_stats_line(stdout, &st);
         printf(" us, %.0f RT/s, %s\n", rate,
-               bench.pin ? "pinned" : "not pinned");
+               bench.o.pin ? "pinned" : "not pinned");
         return;
     }
     printf("{\"tool\": \"" PROG "\", \"mode\": \"%s\", "
@@ -209,9 +205,9 @@ static void report(void)
            mode, bench.fork ? "processes" : "threads",
            (unsigned long long)bench.n, (unsigned long long)bench.warmup,
            (unsigned long long)bench.n);
-    if (bench.pin) {
+    if (bench.o.pin) {
         printf("\"pinned\": true, \"cpus\": [%d, %d], ",
-               bench.cpus[0], bench.cpus[1]);
+               bench.o.cpus[0], bench.o.cpus[1]);
     } else {
         printf("\"pinned\": false, \"cpus\": null, ");
     }
@@ -270,7 +266,7 @@ static int run(void)
     }
 
     floor_progress_init(&prog, PROG, bench.poll ? "poll" : "block",
-                        bench.quiet || bench.json);
+                        bench.o.quiet || bench.o.json);
     last_change = floor_now_ns();
     while (!__atomic_load_n(&bench.finished, __ATOMIC_SEQ_CST)) {
         struct timespec ts = { 0, 50000000 };
@@ -282,11 +278,11 @@ static int run(void)
         if (done != last_done) {
             last_done = done;
             last_change = now;
-        } else if (now - last_change > bench.timeout_s * 1000000000ull) {
+        } else if (now - last_change > bench.o.timeout_s * 1000000000ull) {
             floor_progress_end(&prog);
             fprintf(stderr, PROG ": stalled: no round trip for %llu s "
                     "after %llu of %llu\n",
-                    (unsigned long long)bench.timeout_s,
+                    (unsigned long long)bench.o.timeout_s,
                     (unsigned long long)done,
                     (unsigned long long)(bench.warmup + bench.n));
             if (child > 0) {
@@ -324,29 +320,25 @@ static int run(void)
 int main(int argc, char **argv)
 {
     enum {
-        OPT_FORK = 256, OPT_CPUS, OPT_NO_PIN, OPT_TIMEOUT, OPT_JSON,
+        OPT_FORK = FLOOR_OPT_OWN,
     };
     static const struct option longopts[] = {
         { "mode", required_argument, NULL, 'm' },
         { "warmup", required_argument, NULL, 'w' },
         { "fork", no_argument, NULL, OPT_FORK },
-        { "cpus", required_argument, NULL, OPT_CPUS },
-        { "no-pin", no_argument, NULL, OPT_NO_PIN },
-        { "timeout", required_argument, NULL, OPT_TIMEOUT },
-        { "json", no_argument, NULL, OPT_JSON },
+        { "cpus", required_argument, NULL, FLOOR_OPT_CPUS },
+        { "no-pin", no_argument, NULL, FLOOR_OPT_NO_PIN },
+        { "timeout", required_argument, NULL, FLOOR_OPT_TIMEOUT },
+        { "json", no_argument, NULL, FLOOR_OPT_JSON },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    bool cpus_given = false;
-    int c;
+    int c, r;
 
+    floor_opts_init(&bench.o, 10);
     bench.n = 100000;
     bench.warmup = 10000;
-    bench.pin = true;
-    bench.cpus[0] = 0;
-    bench.cpus[1] = 1;
-    bench.timeout_s = 10;
 
     while ((c = getopt_long(argc, argv, "m:n:w:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -378,48 +370,27 @@ int main(int argc, char **argv)
         case OPT_FORK:
             bench.fork = true;
             break;
-        case OPT_CPUS:
-            if (!floor_parse_cpus(optarg, bench.cpus)) {
-                fprintf(stderr, PROG ": bad --cpus '%s' (want A,B)\n",
-                        optarg);
-                return 2;
-            }
-            bench.pin = true;
-            cpus_given = true;
-            break;
-        case OPT_NO_PIN:
-            bench.pin = false;
-            break;
-        case OPT_TIMEOUT:
-            if (!floor_parse_u64(optarg, &bench.timeout_s) ||
-                bench.timeout_s == 0 || bench.timeout_s > 86400) {
-                fprintf(stderr, PROG ": bad --timeout '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_JSON:
-            bench.json = true;
-            break;
-        case 'q':
-            bench.quiet = true;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            r = floor_opts_take(PROG, &bench.o, c, optarg);
+            if (r < 0) {
+                return 2;
+            }
+            if (r == 0) {
+                usage(stderr);
+                return 2;
+            }
+            break;
         }
     }
     if (optind < argc) {
         fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (bench.pin && !floor_cpus_usable(PROG, bench.cpus, cpus_given)) {
-        if (cpus_given) {
-            return 2;
-        }
-        bench.pin = false;
+    if (!floor_opts_finish(PROG, &bench.o)) {
+        return 2;
     }
     return run();
 }

@@ -290,3 +290,55 @@ void floor_progress_end(FloorProgress *p)
     }
     p->shown = false;
 }
+
+void floor_opts_init(FloorOpts *o, uint64_t timeout_s)
+{
+    memset(o, 0, sizeof(*o));
+    o->pin = true;
+    o->cpus[0] = 0;
+    o->cpus[1] = 1;
+    o->timeout_s = timeout_s;
+}
+
+int floor_opts_take(const char *prog, FloorOpts *o, int c, const char *arg)
+{
+    switch (c) {
+    case FLOOR_OPT_CPUS:
+        if (!floor_parse_cpus(arg, o->cpus)) {
+            fprintf(stderr, "%s: bad --cpus '%s' (want A,B)\n", prog, arg);
+            return -1;
+        }
+        o->pin = true;
+        o->cpus_given = true;
+        return 1;
+    case FLOOR_OPT_NO_PIN:
+        o->pin = false;
+        return 1;
+    case FLOOR_OPT_TIMEOUT:
+        if (!floor_parse_u64(arg, &o->timeout_s) || o->timeout_s == 0 ||
+            o->timeout_s > 86400) {
+            fprintf(stderr, "%s: bad --timeout '%s'\n", prog, arg);
+            return -1;
+        }
+        return 1;
+    case FLOOR_OPT_JSON:
+        o->json = true;
+        return 1;
+    case 'q':
+        o->quiet = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+bool floor_opts_finish(const char *prog, FloorOpts *o)
+{
+    if (o->pin && !floor_cpus_usable(prog, o->cpus, o->cpus_given)) {
+        if (o->cpus_given) {
+            return false;
+        }
+        o->pin = false;
+    }
+    return true;
+}

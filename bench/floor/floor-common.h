@@ -81,6 +81,39 @@ bool floor_parse_u64(const char *s, uint64_t *val);
 /* Parse "A,B" into two CPU numbers */
 bool floor_parse_cpus(const char *s, int cpus[2]);
 
+/* The options both floors take: --cpus, --no-pin, --timeout, --json, -q */
+typedef struct FloorOpts {
+    bool pin;
+    bool json;
+    bool quiet;
+    bool cpus_given;
+    int cpus[2];
+    uint64_t timeout_s;
+} FloorOpts;
+
+enum {
+    FLOOR_OPT_CPUS = 256,       /* getopt_long values of the long options */
+    FLOOR_OPT_NO_PIN,
+    FLOOR_OPT_TIMEOUT,
+    FLOOR_OPT_JSON,
+    FLOOR_OPT_OWN,              /* a program's own long options from here */
+};
+
+/* Defaults: pinned to CPUs 0 and 1, @timeout_s */
+void floor_opts_init(FloorOpts *o, uint64_t timeout_s);
+
+/*
+ * Take getopt's @c (with @arg): 1 if it was one of FLOOR_OPT_* or 'q',
+ * 0 if it is not, -1 for a bad value (after a message on stderr).
+ */
+int floor_opts_take(const char *prog, FloorOpts *o, int c, const char *arg);
+
+/*
+ * After the options: drop pinning when the CPUs are not ours (a warning),
+ * or fail when the user chose them (an error).  False: exit with 2.
+ */
+bool floor_opts_finish(const char *prog, FloorOpts *o);
+
 /*
  * Progress on stderr at most once a second, once a run has lasted
  * @after_ns: "\r"-updated on a terminal, one line per 5 s otherwise.

@@ -118,15 +118,11 @@ typedef struct FloorVm {
 } FloorVm;
 
 typedef struct Bench {
+    FloorOpts o;
     FloorMode mode;
     uint64_t n;
     uint64_t warmup;
-    bool pin;
-    int cpus[2];
     int64_t halt_poll_ns;       /* -1: kernel default */
-    uint64_t timeout_s;
-    bool json;
-    bool quiet;
 
     int kvm_fd;
     bool immediate_exit;
@@ -524,10 +520,10 @@ static void setup(void)
     a->name = is_host_mode() ? "host" : "vm A";
     a->initiator = true;
     a->db_val = 1u << 16;
-    a->cpu = bench.pin ? bench.cpus[0] : -1;
+    a->cpu = bench.o.pin ? bench.o.cpus[0] : -1;
     b->name = "vm B";
     b->db_val = 0;
-    b->cpu = bench.pin ? bench.cpus[1] : -1;
+    b->cpu = bench.o.pin ? bench.o.cpus[1] : -1;
     a->user_doorbell = b->user_doorbell = is_user_mode();
 
     /* host modes busy-poll the ring eventfd */
@@ -571,7 +567,7 @@ static void setup(void)
 static void wait_peer_ready(FloorVm *v)
 {
     FloorVm *peer = &bench.vm[1];
-    uint64_t deadline = floor_now_ns() + bench.timeout_s * 1000000000ull;
+    uint64_t deadline = floor_now_ns() + bench.o.timeout_s * 1000000000ull;
 
     while (!__atomic_load_n(&peer->ready, __ATOMIC_ACQUIRE)) {
         if (__atomic_load_n(&bench.failed, __ATOMIC_SEQ_CST) ||
@@ -580,7 +576,7 @@ static void wait_peer_ready(FloorVm *v)
         }
         if (floor_now_ns() > deadline) {
             fail(v, "peer guest not ready after %llu s",
-                 (unsigned long long)bench.timeout_s);
+                 (unsigned long long)bench.o.timeout_s);
             return;
         }
         sched_yield();
@@ -761,7 +757,7 @@ static void *host_thread(void *opaque)
     uint64_t one = 1, val, i, t0, t1;
     ssize_t r;
 
-    if (bench.pin && !floor_pin(PROG, pthread_self(), bench.cpus[0])) {
+    if (bench.o.pin && !floor_pin(PROG, pthread_self(), bench.o.cpus[0])) {
         fail(NULL, "pinning failed (use --no-pin)");
         return NULL;
     }
@@ -859,9 +855,9 @@ static void report_json(const FloorStats *st, double secs, double rate,
            mode_names[bench.mode], (unsigned long long)bench.n,
            (unsigned long long)bench.warmup,
            (unsigned long long)st->count);
-    if (bench.pin) {
+    if (bench.o.pin) {
         printf("\"pinned\": true, \"cpus\": [%d, %d], ",
-               bench.cpus[0], bench.cpus[1]);
+               bench.o.cpus[0], bench.o.cpus[1]);
     } else {
         printf("\"pinned\": false, \"cpus\": null, ");
     }
@@ -941,7 +937,7 @@ static void report(void)
     }
     floor_stats_compute(&st, bench.samples + bench.warmup, bench.n,
                         ns_per_tick);
-    if (bench.json) {
+    if (bench.o.json) {
         report_json(&st, secs, rate, user_exits);
         return;
     }
@@ -949,7 +945,7 @@ static void report(void)
            (unsigned long long)bench.n);
     floor_stats_line(stdout, &st);
     printf(" us, %.0f RT/s, %.2f user exits/RT, %s\n", rate, user_exits,
-           bench.pin ? "pinned" : "not pinned");
+           bench.o.pin ? "pinned" : "not pinned");
 }
 
 /* Round trips so far: the responder's interrupt count, live */
@@ -988,7 +984,7 @@ static void run(void)
     }
 
     floor_progress_init(&prog, PROG, mode_names[bench.mode],
-                        bench.quiet || bench.json);
+                        bench.o.quiet || bench.o.json);
     last_change = floor_now_ns();
     while (!__atomic_load_n(&bench.done, __ATOMIC_SEQ_CST) &&
            !__atomic_load_n(&bench.failed, __ATOMIC_SEQ_CST) &&
@@ -1003,10 +999,10 @@ static void run(void)
         if (have != last) {
             last = have;
             last_change = now;
-        } else if (now - last_change > bench.timeout_s * 1000000000ull) {
+        } else if (now - last_change > bench.o.timeout_s * 1000000000ull) {
             fail(NULL, "stalled: no progress for %llu s after %llu of %llu "
                  "round trips (a lost doorbell or interrupt?)",
-                 (unsigned long long)bench.timeout_s,
+                 (unsigned long long)bench.o.timeout_s,
                  (unsigned long long)have, (unsigned long long)total);
             break;
         }
@@ -1030,32 +1026,28 @@ static void run(void)
 int main(int argc, char **argv)
 {
     enum {
-        OPT_CPUS = 256, OPT_NO_PIN, OPT_HALT_POLL, OPT_TIMEOUT, OPT_JSON,
+        OPT_HALT_POLL = FLOOR_OPT_OWN,
     };
     static const struct option longopts[] = {
         { "mode", required_argument, NULL, 'm' },
         { "warmup", required_argument, NULL, 'w' },
-        { "cpus", required_argument, NULL, OPT_CPUS },
-        { "no-pin", no_argument, NULL, OPT_NO_PIN },
         { "halt-poll-ns", required_argument, NULL, OPT_HALT_POLL },
-        { "timeout", required_argument, NULL, OPT_TIMEOUT },
-        { "json", no_argument, NULL, OPT_JSON },
+        { "cpus", required_argument, NULL, FLOOR_OPT_CPUS },
+        { "no-pin", no_argument, NULL, FLOOR_OPT_NO_PIN },
+        { "timeout", required_argument, NULL, FLOOR_OPT_TIMEOUT },
+        { "json", no_argument, NULL, FLOOR_OPT_JSON },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     uint64_t v;
     unsigned i;
-    bool cpus_given = false;
-    int c;
+    int c, r;
 
+    floor_opts_init(&bench.o, 10);
     bench.n = 100000;
     bench.warmup = 10000;
-    bench.pin = true;
-    bench.cpus[0] = 0;
-    bench.cpus[1] = 1;
     bench.halt_poll_ns = -1;
-    bench.timeout_s = 10;
 
     while ((c = getopt_long(argc, argv, "m:n:w:qh", longopts, NULL)) != -1) {
         switch (c) {
@@ -1088,18 +1080,6 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case OPT_CPUS:
-            if (!floor_parse_cpus(optarg, bench.cpus)) {
-                fprintf(stderr, PROG ": bad --cpus '%s' (want A,B)\n",
-                        optarg);
-                return 2;
-            }
-            bench.pin = true;
-            cpus_given = true;
-            break;
-        case OPT_NO_PIN:
-            bench.pin = false;
-            break;
         case OPT_HALT_POLL:
             if (!floor_parse_u64(optarg, &v) || v > 0xffffffffu) {
                 fprintf(stderr, PROG ": bad --halt-poll-ns '%s'\n", optarg);
@@ -1107,25 +1087,19 @@ int main(int argc, char **argv)
             }
             bench.halt_poll_ns = v;
             break;
-        case OPT_TIMEOUT:
-            if (!floor_parse_u64(optarg, &bench.timeout_s) ||
-                bench.timeout_s == 0 || bench.timeout_s > 86400) {
-                fprintf(stderr, PROG ": bad --timeout '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_JSON:
-            bench.json = true;
-            break;
-        case 'q':
-            bench.quiet = true;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            r = floor_opts_take(PROG, &bench.o, c, optarg);
+            if (r < 0) {
+                return 2;
+            }
+            if (r == 0) {
+                usage(stderr);
+                return 2;
+            }
+            break;
         }
     }
     if (optind < argc) {
@@ -1136,11 +1110,8 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": -n plus --warmup is too large\n");
         return 2;
     }
-    if (bench.pin && !floor_cpus_usable(PROG, bench.cpus, cpus_given)) {
-        if (cpus_given) {
-            return 2;
-        }
-        bench.pin = false;
+    if (!floor_opts_finish(PROG, &bench.o)) {
+        return 2;
     }
     open_kvm();
     setup();
