@@ -181,40 +181,34 @@ class Bench:
         if not os.access('/dev/kvm', os.R_OK | os.W_OK):
             return False, '/dev/kvm missing' if not \
                 os.path.exists('/dev/kvm') else '/dev/kvm not accessible'
-        log = os.path.join(self.tmp, 'kvm-probe.log')
-        p = ib.spawn([OURS, '-accel', 'kvm', '-cpu', KVM_CPU, '-M', 'q35',
-                      '-m', '64', '-smp', '1', '-nodefaults', '-display',
-                      'none', '-no-reboot', '-bios', GUEST, '-device',
-                      'isa-debug-exit,iobase=0xf4,iosize=4', '-fw_cfg',
-                      'name=opt/ivsh-guest/run,string=probe'], log)
-        try:
-            rc = p.wait(20)
-        except subprocess.TimeoutExpired:
-            ib.stop(p)
-            return False, 'test guest did not finish under KVM'
-        ib.stop(p)
-        if rc != ib.IVG_EXIT_OK * 2 + 1:
-            return False, 'test guest under KVM exited with %d: %s' % (
-                rc, ib.last_lines(log, 1))
-        return True, 'probe passed'
+        return self._kvm_guest_run(
+            'kvm-probe', 'test guest', ['-M', 'q35', '-bios', GUEST,
+                                        '-fw_cfg', 'name=opt/ivsh-guest/run,'
+                                        'string=probe'])
 
     def kvm_probe16(self):
         """The real-mode guest under KVM (no device: it exits at once)"""
         if not os.access(GUEST16, os.R_OK):
             return False, 'no %s' % os.path.relpath(GUEST16, ROOT)
-        log = os.path.join(self.tmp, 'kvm-probe16.log')
-        p = ib.spawn([OURS, '-accel', 'kvm', '-cpu', KVM_CPU, '-M', 'pc',
-                      '-m', '64', '-smp', '1', '-nodefaults', '-display',
-                      'none', '-no-reboot', '-bios', GUEST16, '-device',
-                      'isa-debug-exit,iobase=0xf4,iosize=4'], log)
+        return self._kvm_guest_run('kvm-probe16', 'the real-mode guest',
+                                   ['-M', 'pc', '-bios', GUEST16])
+
+    def _kvm_guest_run(self, name, what, args):
+        """(usable, reason): one guest run under KVM that must exit OK"""
+        log = os.path.join(self.tmp, name + '.log')
+        p = ib.spawn([OURS, '-accel', 'kvm', '-cpu', KVM_CPU, '-m', '64',
+                      '-smp', '1', '-nodefaults', '-display', 'none',
+                      '-no-reboot', '-device',
+                      'isa-debug-exit,iobase=0xf4,iosize=4'] + args, log)
         try:
             rc = p.wait(20)
         except subprocess.TimeoutExpired:
             ib.stop(p)
-            return False, 'the real-mode guest did not finish under KVM'
+            return False, '%s did not finish under KVM' % what
         ib.stop(p)
         if rc != ib.IVG_EXIT_OK * 2 + 1:
-            return False, 'the real-mode guest exited with %d' % rc
+            return False, '%s under KVM exited with %d: %s' % (
+                what, rc, ib.last_lines(log, 1))
         return True, 'probe passed'
 
     def kvm_probe_any(self):
