@@ -285,6 +285,24 @@ static void check_memory(Rt *t, IvshRsrv *srv, uint32_t pattern)
 /* ---- same memory, same ID ---- */
 
 /*
+ * The server is down: it comes back with the same memory and ID, and new
+ * eventfds for everyone unless @same_efds; the VM is connected again.
+ * The eventfds of before go to @own1 and @host1.
+ */
+static void rt_come_back(Rt *t, bool same_efds, int *own1, int *host1)
+{
+    memcpy(own1, t->own, sizeof(t->own));
+    memcpy(host1, t->host, sizeof(t->host));
+    if (!same_efds) {
+        ivsh_efds_new(t->own, VECTORS);
+        ivsh_efds_new(t->host, VECTORS);
+    }
+    rt_restart(t);
+    rt_serve(t);
+    g_free(wait_state(t->qts, "connected"));
+}
+
+/*
  * After a swap to new eventfds: the rings went to the new ones only (the
  * host peer's old eventfds hold nothing); close the old ones.
  */
@@ -317,15 +335,7 @@ static void do_same_memory(bool same_efds)
     check_memory(&t, &t.r, 0x11223344);
     rt_kill(&t);
 
-    memcpy(own1, t.own, sizeof(own1));
-    memcpy(host1, t.host, sizeof(host1));
-    if (!same_efds) {
-        ivsh_efds_new(t.own, VECTORS);
-        ivsh_efds_new(t.host, VECTORS);
-    }
-    rt_restart(&t);
-    rt_serve(&t);
-    g_free(wait_state(t.qts, "connected"));
+    rt_come_back(&t, same_efds, own1, host1);
     ring_vm(&t, t.own);
     ring_host(&t, HOST, t.host);
     if (!same_efds) {
@@ -856,15 +866,7 @@ static void test_kvm(gconstpointer opaque)
 
     ivsh_rsrv_down(&t.r);
     g_free(wait_state(t.qts, "disconnected since "));
-    memcpy(own1, t.own, sizeof(own1));
-    memcpy(host1, t.host, sizeof(host1));
-    if (!same_efds) {
-        ivsh_efds_new(t.own, VECTORS);
-        ivsh_efds_new(t.host, VECTORS);
-    }
-    rt_restart(&t);
-    rt_serve(&t);
-    g_free(wait_state(t.qts, "connected"));
+    rt_come_back(&t, same_efds, own1, host1);
     /* Clear the PBA: unmask (delivered to the stopped vCPU), mask again */
     for (v = 0; v < VECTORS; v++) {
         ivsh_msix_entry(t.vm.d.dev, v, IVSH_MSI_ADDR(v), IVSH_MSI_DATA(v),
