@@ -181,9 +181,8 @@ exit_qemu:
 
 /* --- PCI configuration space (0xcf8 / 0xcfc) ---------------------------- */
 
-/* %eax = dword at register %bl of function V_BDF */
-pci_read:
-    push    %dx
+/* Select register %bl of function V_BDF; %dx = 0xcfc, %eax clobbered */
+pci_select:
     mov     V_BDF, %eax
     shl     $8, %eax
     mov     %bl, %al
@@ -192,6 +191,12 @@ pci_read:
     mov     $0xcf8, %dx
     out     %eax, %dx
     mov     $0xcfc, %dx
+    ret
+
+/* %eax = dword at register %bl of function V_BDF */
+pci_read:
+    push    %dx
+    call    pci_select
     in      %dx, %eax
     pop     %dx
     ret
@@ -200,14 +205,7 @@ pci_read:
 pci_write:
     push    %dx
     push    %eax
-    mov     V_BDF, %eax
-    shl     $8, %eax
-    mov     %bl, %al
-    and     $0xfc, %al
-    or      $0x80000000, %eax
-    mov     $0xcf8, %dx
-    out     %eax, %dx
-    mov     $0xcfc, %dx
+    call    pci_select
     mov     %ecx, %eax
     out     %eax, %dx
     pop     %eax
