@@ -154,6 +154,10 @@ class Bench:
             self.pick_server()
         self.kvm16 = False          # KVM runs use the real-mode guest
 
+    def guest16(self, accel):
+        """Whether runs under @accel use the real-mode guest"""
+        return self.o.guest16 or (accel == 'kvm' and self.kvm16)
+
     # --- prerequisites -----------------------------------------------------
 
     def pick_server(self):
@@ -237,9 +241,11 @@ class Bench:
 
     def qemu_argv(self, binary, accel, name, d, device, extra=()):
         argv = [binary, '-name', name, '-accel', accel]
-        real16 = accel == 'kvm' and self.kvm16
+        real16 = self.guest16(accel)
         if accel == 'kvm':
             argv += ['-cpu', KVM_CPU]
+        elif real16:
+            argv += ['-cpu', 'max']     # its EOI and timer are x2APIC MSRs
         argv += ['-M', 'pc' if real16 else 'q35', '-m', '64', '-smp', '1',
                  '-nodefaults', '-display', 'none', '-no-reboot', '-bios',
                  GUEST16 if real16 else GUEST,
@@ -308,11 +314,11 @@ class Bench:
         binary = OURS if cfg['qemu'] == 'ours' else UPSTREAM
         dev = '%s,chardev=ivsh,vectors=1,%s' % (cfg['device'], cfg['opts'])
         res = {'tag': cfg['tag'], 'accel': accel}
-        real16 = accel == 'kvm' and self.kvm16
+        real16 = self.guest16(accel)
         if real16 and 'msi=off' in cfg['opts']:
             shutil.rmtree(d, ignore_errors=True)
             res.update(status='skipped', reason='the real-mode guest has '
-                       'no INTx (KVM runs only real-mode code here)')
+                       'no INTx')
             return res
         server, sock = self.start_server(d, 1, SHM_SIZE16 if real16
                                          else SHM_SIZE)
@@ -880,6 +886,10 @@ def main():
     ap.add_argument('--pin', choices=('auto', 'on', 'off'), default='auto',
                     help='pin vmA/vmB vCPU threads to CPUs 0/1 and the '
                     'host peer to CPU 0 (auto: under KVM only)')
+    ap.add_argument('--guest16', action='store_true',
+                    help='the real-mode guest under every accelerator (a '
+                    'check of the guest KVM rows use where KVM runs only '
+                    'real-mode code)')
     ap.add_argument('--no-floors', action='store_true')
     ap.add_argument('--no-join', action='store_true')
     ap.add_argument('--server', help='ivshmem server (default: '
@@ -1022,7 +1032,9 @@ def run(bench, o):
                               'version': ib.qemu_version(UPSTREAM)}},
         'server': {'path': os.path.relpath(bench.server_path, ROOT),
                    'style': bench.server_style, 'note': bench.server_note},
-        'guest': os.path.relpath(GUEST, ROOT) + (
+        'guest': (os.path.relpath(GUEST16, ROOT) + ' (real mode, -M pc, '
+                  '128 KiB shared memory, --guest16)') if o.guest16 else
+                 os.path.relpath(GUEST, ROOT) + (
             ' (TCG), %s (KVM, real mode, -M pc, 128 KiB shared memory)' %
             os.path.relpath(GUEST16, ROOT) if bench.kvm16 else ''),
         'params': {
